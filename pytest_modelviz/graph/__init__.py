@@ -1,0 +1,1 @@
+"""Architecture capture: one immutable graph record that serializers, differs and renderers read."""

@@ -1,0 +1,1 @@
+"""The run's self-contained HTML report."""

@@ -1,0 +1,1 @@
+"""Where training metrics go (TensorBoard, visdom), behind one small interface."""

@@ -78,7 +78,7 @@ class RunReporter:
         run_dir = self.session.run_dir
         if run_dir is None or self.session.is_worker:
             return
-        n_files = sum(1 for p in run_dir.rglob("*") if p.is_file())
+        n_files = sum(len(list(iter_files(d))) for d in run_dir.iterdir() if d.is_dir())
         terminalreporter.write_sep("-", "modelviz")
         for line in attachments.summary_lines(run_dir, n_files, self.report_path):
             terminalreporter.write_line(line)

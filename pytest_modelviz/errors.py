@@ -29,3 +29,15 @@ class DeviceUnavailableError(ModelvizError):
 
 class SinkError(ModelvizError):
     """A TensorBoard or visdom sink could not be set up."""
+
+
+class RenderError(ModelvizError):
+    """A picture of a model (Graphviz, hiddenlayer, torchviz, TensorBoard graph) could not be made."""
+
+
+class RenderSkipped(RenderError):
+    """A render does not apply to this model or input (meta tensors, no autograd graph)."""
+
+
+class RenderWarning(UserWarning):
+    """A picture could not be made; the checks are unaffected and the other pictures were kept."""

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
-import pytest
+import matplotlib
+
+matplotlib.use("Agg")
+
+# pytester's in-process runs drop modules first imported during the inner run; extension modules
+# (torch, protobuf descriptors) cannot be imported twice, so load them once here, up front.
+for _name in (
+    "torch",
+    "torchvision",
+    "matplotlib.pyplot",
+    "tensorboardX",
+    "tensorboard.backend.event_processing.event_accumulator",
+    "hiddenlayer",
+    "visdom",
+):
+    importlib.import_module(_name)
+
+import pytest  # noqa: E402
 
 
-def run_dir_of(pytester: pytest.Pytester, base: str = ".modelviz") -> Path:
-    """The run folder the last ``--modelviz`` run in ``pytester``'s folder created."""
-    latest = pytester.path / base / "latest"
-    assert latest.is_symlink(), f"no {base}/latest pointer in {pytester.path}"
-    return latest.resolve()
+@pytest.fixture(autouse=True)
+def _inner_runs_are_not_xdist_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``-n 2`` the outer worker's variables would make an inner pytester run (and syrupy's
+    summary in it) think it is an xdist worker too."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)

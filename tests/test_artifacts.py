@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest import run_dir_of
+from modelviz_testing import run_dir_of
 from pytest_modelviz.artifacts import ArtifactDir, safe_dirname
 
 AWKWARD_IDS = [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_dir_of
+from modelviz_testing import run_dir_of
 
 WRITES = """
 import base64

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import run_dir_of
+from modelviz_testing import run_dir_of
 
 PASSING = "def test_ok(modelviz_artifacts):\n    modelviz_artifacts.path('a.txt').write_text('x')\n"
 

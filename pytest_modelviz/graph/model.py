@@ -7,7 +7,10 @@ captured from a live model, so diffing and rendering never need the model again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from pytest_modelviz.graph.diff import GraphDiff
 
 NodeKind = Literal["input", "module", "function", "method", "operator", "output"]
 
@@ -125,3 +128,29 @@ class ArchitectureGraph:
     @property
     def module_nodes(self) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if n.kind == "module")
+
+    def node(self, name: str) -> Node:
+        """The node called ``name`` (``KeyError`` listing the names when there is none)."""
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"no node {name!r} in {self.model_name}; nodes: {[n.name for n in self.nodes]}")
+
+    def to_text(self) -> str:
+        """The snapshot body: deterministic text, one node per line."""
+        from pytest_modelviz.graph.text import to_text
+
+        return to_text(self)
+
+    @classmethod
+    def from_text(cls, text: str) -> ArchitectureGraph:
+        """Parse a snapshot body (``SnapshotFormatError`` naming the line when it is corrupt)."""
+        from pytest_modelviz.graph.text import from_text
+
+        return from_text(text)
+
+    def diff(self, other: ArchitectureGraph) -> GraphDiff:
+        """The semantic diff from this graph (the stored one) to ``other`` (the new one)."""
+        from pytest_modelviz.graph.diff import diff_graphs
+
+        return diff_graphs(self, other)

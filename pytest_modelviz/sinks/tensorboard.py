@@ -1,13 +1,18 @@
-"""The per-test tensorboardX writer."""
+"""The per-test tensorboardX writer, and the ``MetricSink`` that logs training into it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 from pytest_modelviz.artifacts import ArtifactDir
+from pytest_modelviz.sinks.base import Histogram
 
 if TYPE_CHECKING:
+    import torch
     from tensorboardX import SummaryWriter
+
+HPARAMS_RUN = "hparams"  # tensorboardX writes hparams as a sub-run of the test's run
+FINAL_LOSS_TAG = "hparam/final_loss"
 
 
 def open_writer(artifacts: ArtifactDir) -> SummaryWriter:
@@ -16,3 +21,58 @@ def open_writer(artifacts: ArtifactDir) -> SummaryWriter:
 
     artifacts.tensorboard_dir.mkdir(parents=True, exist_ok=True)
     return SummaryWriter(logdir=str(artifacts.tensorboard_dir), flush_secs=5)
+
+
+class TensorBoardSink:
+    """Training metrics into a ``SummaryWriter`` the caller owns (it is flushed, never closed here).
+
+    ``hparams`` (e.g. model, seed) are written at ``close``, with the first ``train/lr`` seen as
+    ``lr`` and the last ``train/loss`` as ``hparam/final_loss``, so TensorBoard's HParams tab
+    compares runs.
+    """
+
+    def __init__(self, writer: SummaryWriter, hparams: Mapping[str, bool | str | float | int] | None = None):
+        self.writer = writer
+        self.hparams = dict(hparams or {})
+        self._last_loss: float | None = None
+        self._first_lr: float | None = None
+
+    def scalars(self, step: int, values: Mapping[str, float]) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, global_step=step)
+        if "train/loss" in values:
+            self._last_loss = float(values["train/loss"])
+        if "train/lr" in values and self._first_lr is None:
+            self._first_lr = float(values["train/lr"])
+
+    def histogram(self, step: int, tag: str, hist: Histogram) -> None:
+        if hist.num == 0:
+            return  # TensorBoard cannot show an empty histogram
+        self.writer.add_histogram_raw(
+            tag,
+            min=hist.min,
+            max=hist.max,
+            num=hist.num,
+            sum=hist.sum,
+            sum_squares=hist.sum_squares,
+            bucket_limits=list(hist.edges[1:]),  # TensorBoard takes each bucket's right edge
+            bucket_counts=list(hist.counts),
+            global_step=step,
+        )
+
+    def image_grid(self, step: int, tag: str, grid: torch.Tensor) -> None:
+        self.writer.add_image(tag, grid, global_step=step, dataformats="CHW")
+
+    def heatmap(self, step: int, tag: str, matrix: torch.Tensor) -> None:
+        """TensorBoard has no heatmap panel; the parameter histograms carry the same weights."""
+
+    def text(self, tag: str, text: str) -> None:
+        self.writer.add_text(tag, text)
+
+    def close(self) -> None:
+        if self.hparams and self._last_loss is not None:
+            hparams = dict(self.hparams)
+            if self._first_lr is not None:
+                hparams.setdefault("lr", self._first_lr)
+            self.writer.add_hparams(hparams, {FINAL_LOSS_TAG: self._last_loss}, name=HPARAMS_RUN)
+        self.writer.flush()

@@ -1,0 +1,1 @@
+"""A small handwritten-digits classifier: models, data and a training script."""

@@ -1,0 +1,446 @@
+"""Capture a model's architecture by running one forward pass, eagerly, and recording what ran.
+
+Leaf modules are seen through forward hooks; the functional ops between them (``F.relu``,
+``view``, ``+``, ``cat``) through a ``TorchFunctionMode``, so models torch.fx cannot trace work
+too. The result is a plain ``ArchitectureGraph``: nothing in it refers to a live tensor, and
+nothing in it depends on the device, memory addresses or ATen op names.
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pytest_modelviz.errors import CaptureError
+from pytest_modelviz.graph.flops import function_macs, module_macs
+from pytest_modelviz.graph.naming import (
+    call_args,
+    iter_tensors,
+    module_args,
+    module_target,
+    op_name,
+    tensor_spec,
+)
+from pytest_modelviz.graph.model import (
+    ArchitectureGraph,
+    Node,
+    ParamSpec,
+    TensorSpec,
+    Totals,
+    UnusedModule,
+)
+
+if TYPE_CHECKING:
+    from torch import nn
+
+EAGER_NOTE = (
+    "captured by running forward once: data-dependent branches show the path these inputs took"
+)
+DATA_READ_NOTE = "forward read tensor values ({ops} in {where}): another input may take another path"
+
+# Calls that turn tensor values into Python values: control flow may depend on them.
+_DATA_READS = frozenset(
+    {
+        "Tensor.__bool__", "Tensor.item", "Tensor.tolist", "Tensor.__int__", "Tensor.__float__",
+        "Tensor.__index__", "Tensor.__complex__", "Tensor.numpy", "torch.is_nonzero",
+    }
+)
+# Tensor-returning calls that are bookkeeping, not data flow.
+_SKIP = frozenset({"Tensor.data", "Tensor.grad", "Tensor.detach", "Tensor.requires_grad_"})
+
+
+def _leaf_container_types() -> tuple[type, ...]:
+    """Modules with children that are captured as one node (their children run fused)."""
+    from torch import nn
+
+    return (nn.MultiheadAttention,)
+
+
+
+
+# ---------------------------------------------------------------- the recorder
+
+
+@dataclass
+class _Frame:
+    """A module whose forward is running; the deepest one is blamed when forward raises."""
+
+    name: str
+    type_name: str
+    call: tuple[Any, Any]  # (args, kwargs); shapes are read only if forward raises
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return tuple(tensor_spec(t) for _, t in iter_tensors(self.call))
+
+
+class _Recorder:
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.model_name = type(model).__name__
+        self.names: dict[int, str] = {}
+        self.leaves: dict[int, nn.Module] = {}
+        self._index_modules()
+        self.owners: dict[int, tuple[str, bool, Any]] = {}  # id -> (qualified name, is_param, tensor)
+        self.tied: dict[str, str] = {}  # qualified name -> first owner
+        self._index_tensors()
+        self.nodes: list[Node] = []
+        self.producers: dict[int, tuple[weakref.ref[Any], int]] = {}
+        self.used_names: dict[str, int] = {}
+        self.calls: dict[int, int] = {}
+        self.stack: list[_Frame] = []
+        self.leaf_depth = 0
+        self.busy = False  # inside a hook: the hook's own tensor reads are not the model's
+        self.data_reads: dict[str, set[str]] = {}
+
+    def _index_modules(self) -> None:
+        containers = _leaf_container_types()
+        fused_prefixes: list[str] = []
+        for name, module in self.model.named_modules():
+            if any(name.startswith(p) for p in fused_prefixes):
+                continue  # runs inside a leaf container
+            self.names[id(module)] = name
+            if isinstance(module, containers):
+                fused_prefixes.append(f"{name}." if name else "")
+                self.leaves[id(module)] = module
+            elif next(iter(module.children()), None) is None:
+                self.leaves[id(module)] = module
+
+    def _index_tensors(self) -> None:
+        for name, p in self.model.named_parameters(remove_duplicate=False):
+            first = self.owners.setdefault(id(p), (name, True, p))[0]
+            if first != name:
+                self.tied[name] = first
+        for name, b in self.model.named_buffers(remove_duplicate=False):
+            first = self.owners.setdefault(id(b), (name, False, b))[0]
+            if first != name:
+                self.tied[name] = first
+
+    # ------------------------------------------------------------ bookkeeping helpers
+
+    def unique(self, base: str) -> str:
+        count = self.used_names.get(base, 0) + 1
+        self.used_names[base] = count
+        return base if count == 1 else f"{base}#{count}"
+
+    def parents_of(self, tensors: list[Any]) -> tuple[int, ...]:
+        out: list[int] = []
+        for t in tensors:
+            entry = self.producers.get(id(t))
+            # The weak reference guards against a freed tensor's id being reused.
+            if entry is not None and entry[0]() is t and entry[1] not in out:
+                out.append(entry[1])
+        return tuple(out)
+
+    def produce(self, tensors: list[Any], index: int) -> None:
+        for t in tensors:
+            self.producers[id(t)] = (weakref.ref(t), index)
+
+    def add(self, **fields: Any) -> Node:
+        node = Node(index=len(self.nodes), **fields)
+        self.nodes.append(node)
+        return node
+
+    def param_spec(self, name: str, tensor: Any, is_param: bool) -> ParamSpec:
+        spec = tensor_spec(tensor)
+        return ParamSpec(
+            name=name,
+            shape=spec.shape,
+            dtype=spec.dtype,
+            trainable=bool(is_param and tensor.requires_grad),
+            shared_with=self.tied.get(name),
+        )
+
+    def owned(self, module: nn.Module, prefix: str) -> tuple[tuple[ParamSpec, ...], tuple[ParamSpec, ...]]:
+        dot = f"{prefix}." if prefix else ""
+        params = tuple(
+            self.param_spec(dot + n, p, True) for n, p in module.named_parameters(remove_duplicate=False)
+        )
+        buffers = tuple(
+            self.param_spec(dot + n, b, False) for n, b in module.named_buffers(remove_duplicate=False)
+        )
+        return params, buffers
+
+    # ------------------------------------------------------------ hooks
+
+    def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.busy = True
+        try:
+            self._enter(module, args, kwargs)
+        finally:
+            self.busy = False
+
+    def post_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        self.busy = True
+        try:
+            self._leave(module, args, kwargs, output)
+        finally:
+            self.busy = False
+
+    def _enter(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.stack.append(_Frame(self.names[id(module)], type(module).__name__, (args, kwargs)))
+        if id(module) in self.leaves:
+            self.leaf_depth += 1
+
+    def _leave(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        self.stack.pop()
+        if id(module) not in self.leaves:
+            return
+        self.leaf_depth -= 1
+        if self.leaf_depth:
+            return
+        qualname = self.names[id(module)] or self.model_name
+        calls = self.calls[id(module)] = self.calls.get(id(module), 0) + 1
+        in_tensors = [t for _, t in iter_tensors((args, kwargs))]
+        out_tensors = [t for _, t in iter_tensors(output)]
+        inputs = tuple(tensor_spec(t) for t in in_tensors)
+        outputs = tuple(tensor_spec(t) for t in out_tensors)
+        params, buffers = self.owned(module, self.names[id(module)]) if calls == 1 else ((), ())
+        node = self.add(
+            name=self.unique(qualname),
+            kind="module",
+            target=module_target(type(module)),
+            scope=self.stack[-1].name if self.stack else "",
+            args=module_args(module),
+            inputs=inputs,
+            outputs=outputs,
+            params=params,
+            buffers=buffers,
+            macs=module_macs(module, inputs, outputs),
+            parents=self.parents_of(in_tensors),
+        )
+        self.produce(out_tensors, node.index)
+
+    def on_op(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> None:
+        target = op_name(func)
+        scope = self.stack[-1].name if self.stack else ""
+        if target in _DATA_READS:
+            self.data_reads.setdefault(target, set()).add(scope or self.model_name)
+            return
+        out_tensors = [t for _, t in iter_tensors(result)]
+        if target == "operator.setitem":
+            out_tensors = [args[0]]  # writes into its first argument
+        if not out_tensors or target in _SKIP:
+            return
+        in_tensors = [t for _, t in iter_tensors((args, kwargs))]
+        params: list[ParamSpec] = []
+        buffers: list[ParamSpec] = []
+        for t in in_tensors:
+            owner = self.owners.get(id(t))
+            if owner is not None and owner[2] is t:
+                (params if owner[1] else buffers).append(self.param_spec(owner[0], t, owner[1]))
+        inputs = tuple(tensor_spec(t) for t in in_tensors)
+        outputs = tuple(tensor_spec(t) for t in out_tensors)
+        short = target.rsplit(".", 1)[-1]
+        kind = "method" if target.startswith("Tensor.") else "operator" if target.startswith("operator.") else "function"
+        node = self.add(
+            name=self.unique(f"{scope}.{short}" if scope else short),
+            kind=kind,
+            target=target,
+            scope=scope,
+            args=call_args(args, kwargs),
+            inputs=inputs,
+            outputs=outputs,
+            params=tuple(params),
+            buffers=tuple(buffers),
+            macs=function_macs(target, inputs, outputs),
+            parents=self.parents_of(in_tensors),
+        )
+        self.produce(out_tensors, node.index)
+
+    # ------------------------------------------------------------ the run
+
+    def add_inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        for path, tensor in _named_inputs(self.model, args, kwargs):
+            node = self.add(name=f"input.{path}", kind="input", target="input", outputs=(tensor_spec(tensor),))
+            if id(tensor) not in self.producers:
+                self.produce([tensor], node.index)
+
+    def add_output(self, output: Any) -> None:
+        pairs = list(iter_tensors(output))
+        paths = tuple((str(i), repr(p)) for i, (p, _) in enumerate(pairs) if p)
+        tensors = [t for _, t in pairs]
+        self.add(
+            name="output",
+            kind="output",
+            target="output",
+            args=paths,
+            inputs=tuple(tensor_spec(t) for t in tensors),
+            parents=self.parents_of(tensors),
+        )
+
+    def unused(self) -> tuple[UnusedModule, ...]:
+        out = []
+        for key, module in self.leaves.items():
+            if key in self.calls or module is self.model:
+                continue
+            name = self.names[key]
+            params, _ = self.owned(module, name)
+            out.append(UnusedModule(name=name, target=module_target(type(module)), args=module_args(module), params=params))
+        return tuple(out)
+
+    def totals(self) -> Totals:
+        params = list(self.model.parameters())
+        total = sum(p.numel() for p in params)
+        trainable = sum(p.numel() for p in params if p.requires_grad)
+        return Totals(
+            params=total,
+            trainable=trainable,
+            frozen=total - trainable,
+            buffers=sum(b.numel() for b in self.model.buffers()),
+            macs=sum(n.macs for n in self.nodes),
+        )
+
+    def notes(self) -> tuple[str, ...]:
+        notes = [EAGER_NOTE]
+        for op in sorted(self.data_reads):
+            where = ", ".join(sorted(self.data_reads[op]))
+            notes.append(DATA_READ_NOTE.format(ops=op, where=where))
+        return tuple(notes)
+
+    def failure(self, exc: BaseException) -> CaptureError:
+        frame = self.stack[-1] if self.stack else None
+        if frame is None:
+            where = f"model {self.model_name}"
+            shapes = ""
+        else:
+            label = f"'{frame.name}'" if frame.name else "(the root module)"
+            where = f"module {label} ({frame.type_name}) of {self.model_name}"
+            shapes = ", ".join(str(s) for s in frame.inputs) or "no tensors"
+            shapes = f" with inputs {shapes}"
+        return CaptureError(
+            f"capturing {self.model_name} failed: forward raised {type(exc).__name__} in {where}"
+            f"{shapes}: {exc}\nFix the model or the example inputs so that "
+            f"model(*example_args, **example_kwargs) runs; the original error is chained above."
+        )
+
+
+def _named_inputs(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Example inputs named after ``forward``'s parameters (``x``, ``batch.image``)."""
+    try:
+        bound = inspect.signature(model.forward).bind(*args, **kwargs)
+        items = list(bound.arguments.items())
+    except (TypeError, ValueError):
+        items = [(str(i), a) for i, a in enumerate(args)] + list(kwargs.items())
+    out: list[tuple[str, Any]] = []
+    for name, value in items:
+        out.extend((f"{name}.{p}" if p else name, t) for p, t in iter_tensors(value))
+    return out
+
+
+def _check_inputs(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    from torch import nn
+
+    if not isinstance(model, nn.Module):
+        raise CaptureError(
+            f"capture needs a torch.nn.Module, got {type(model).__name__}; pass the model "
+            "instance itself (not its class, state_dict or output)"
+        )
+    name = type(model).__name__
+    if not args and not kwargs:
+        raise CaptureError(
+            f"capture({name}) needs example inputs to run forward once, e.g. "
+            f"capture(model, torch.randn(1, 3, 32, 32)); got none"
+        )
+    for key, value in [*enumerate(args), *kwargs.items()]:
+        if type(value).__module__ == "numpy":
+            raise CaptureError(
+                f"example input {key!r} of {name} is a numpy {type(value).__name__}; convert it "
+                "with torch.from_numpy(...) or torch.tensor(...)"
+            )
+    if not any(True for _ in iter_tensors((args, kwargs))):
+        kinds = ", ".join(type(v).__name__ for v in [*args, *kwargs.values()])
+        raise CaptureError(
+            f"no example input of {name} is a tensor (got {kinds}); pass torch tensors, e.g. "
+            "torch.randn(1, 3, 32, 32), possibly inside tuples, lists or dicts"
+        )
+
+
+class _SavedState:
+    """Buffers, RNG and train/eval flags, put back after the capture's forward pass."""
+
+    def __init__(self, model: nn.Module) -> None:
+        import torch
+
+        self.modes = [(m, m.training) for m in model.modules()]
+        self.buffers = [(b, b.detach().clone()) for b in model.buffers()]
+        self.rng = torch.get_rng_state()
+        self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+
+    def restore(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for buffer, saved in self.buffers:
+                buffer.copy_(saved)
+        for module, training in self.modes:
+            module.training = training
+        torch.set_rng_state(self.rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state_all(self.cuda_rng)
+
+
+def capture(model: nn.Module, *example_args: Any, **example_kwargs: Any) -> ArchitectureGraph:
+    """Run ``model(*example_args, **example_kwargs)`` once and record its architecture.
+
+    Runs under ``torch.no_grad()``; the model's mode, buffers (BatchNorm statistics) and the RNG
+    are as before afterwards. Works on the meta device without allocating weights.
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    _check_inputs(model, example_args, example_kwargs)
+    rec = _Recorder(model)
+    tensor_iter = torch.Tensor.__iter__
+
+    class _Ops(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+            kwargs = kwargs or {}
+            if func is tensor_iter and not rec.leaf_depth and not rec.busy:
+                # ``for row in x`` unbinds lazily, out of the mode's sight: unbind here so the
+                # rows get a producer, and hand the same rows to the loop.
+                func, result = torch.Tensor.unbind, torch.Tensor.unbind(args[0], 0)
+                rec.busy = True
+                try:
+                    rec.on_op(func, args, {}, result)
+                finally:
+                    rec.busy = False
+                return iter(result)
+            result = func(*args, **kwargs)
+            if not rec.leaf_depth and not rec.busy:  # calls inside a leaf belong to the leaf
+                rec.busy = True
+                try:
+                    rec.on_op(func, args, kwargs, result)
+                finally:
+                    rec.busy = False
+            return result
+
+    handles = []
+    for module in model.modules():
+        if id(module) in rec.names:
+            handles.append(module.register_forward_pre_hook(rec.pre_hook, with_kwargs=True))
+            handles.append(module.register_forward_hook(rec.post_hook, with_kwargs=True))
+    saved = _SavedState(model)
+    try:
+        rec.add_inputs(example_args, example_kwargs)
+        with torch.no_grad(), _Ops():
+            output = model(*example_args, **example_kwargs)
+        rec.add_output(output)
+    except CaptureError:
+        raise
+    except Exception as exc:
+        raise rec.failure(exc) from exc
+    finally:
+        for handle in handles:
+            handle.remove()
+        saved.restore()
+    return ArchitectureGraph(
+        model_name=rec.model_name,
+        training=model.training,
+        nodes=tuple(rec.nodes),
+        totals=rec.totals(),
+        unused=rec.unused(),
+        notes=rec.notes(),
+    )

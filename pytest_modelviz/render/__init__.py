@@ -1,0 +1,149 @@
+"""Pictures of a captured architecture: DOT/SVG/PNG, hiddenlayer, torchviz, TensorBoard's Graphs tab.
+
+``render_graph_artifacts`` is the one entry point (``graph_snapshot`` calls it with
+``--modelviz``). Each render is independent: one that fails is recorded in the ``graph_render``
+record's ``errors`` and ``note`` and raised as a ``RenderWarning``, and the others still run.
+Renders are for people; they never make a test pass or fail.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from pytest_modelviz.errors import RenderError, RenderSkipped, RenderWarning
+from pytest_modelviz.render import graphviz as gv
+
+if TYPE_CHECKING:
+    from pytest_modelviz.artifacts import ArtifactDir
+    from pytest_modelviz.graph.model import ArchitectureGraph
+
+RECORD_KIND = "graph_render"
+INSTALL_HINT = "`pip install pytest-modelviz[render]`"
+
+# (file key, file name, formats to draw). torchviz graphs run to thousands of nodes on real
+# models, so they get SVG only (zoomable, and one layout instead of two).
+_DOT_FILES = (
+    ("dot", "graph.dot", ("svg", "png")),
+    ("hiddenlayer_dot", "hiddenlayer.dot", ("svg", "png")),
+    ("torchviz_dot", "torchviz.dot", ("svg",)),
+)
+
+
+@dataclass
+class _Outcome:
+    """What the renders produced, gathered as they run."""
+
+    files: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def attempt(self, what: str, step: Callable[[], Any]) -> Any:
+        """Run one render; a failure becomes an error line and a warning, never an exception.
+
+        Any exception is caught on purpose: a bug in one third-party renderer must not cost the
+        test its other pictures. Nothing is lost: the message is recorded and warned.
+        """
+        try:
+            return step()
+        except RenderSkipped as exc:
+            self.notes.append(f"{what}: skipped: {exc}")
+        except ImportError as exc:
+            self.notes.append(f"{what}: skipped: {exc.name or exc} is not installed; {INSTALL_HINT}")
+        except Exception as exc:  # noqa: BLE001 - recorded and warned below, see docstring
+            message = str(exc) if isinstance(exc, RenderError) else f"{type(exc).__name__}: {exc}"
+            self.errors.append(f"{what}: {message}")
+        return None
+
+
+def render_graph_artifacts(
+    graph: ArchitectureGraph,
+    artifacts: ArtifactDir,
+    *,
+    folder: Path,
+    name: str,
+    model: Any = None,
+    example_args: Sequence[Any] = (),
+    example_kwargs: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write every picture of ``graph`` into ``folder`` and record them as one ``graph_render``.
+
+    ``model`` with ``example_args``/``example_kwargs`` is needed only for the torchviz autograd
+    graph (it runs one forward; the model's modes, buffers and RNG state are put back). Returns
+    the fields of the record written (paths relative to the test folder).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    out = _Outcome()
+    out.attempt("architecture DOT", lambda: _write_dot(out, "dot", folder, _architecture_dot(graph, name)))
+    out.attempt("hiddenlayer", lambda: _write_dot(out, "hiddenlayer_dot", folder, _hiddenlayer_dot(graph)))
+    if model is not None:
+        out.attempt("torchviz", lambda: _write_dot(
+            out, "torchviz_dot", folder, _torchviz_dot(model, example_args, example_kwargs)))
+    failures = len(out.errors)
+    renderer = out.attempt("Graphviz", gv.find_renderer)
+    if renderer is not None:
+        _draw_all(out, renderer)
+    elif len(out.errors) == failures:  # none found (a bad setting is already an error)
+        out.notes.insert(0, gv.missing_renderer_note())
+    tb_graph = out.attempt("TensorBoard graph", lambda: _write_tensorboard_graph(graph, artifacts))
+
+    data: dict[str, Any] = {
+        "name": name,
+        "files": {key: artifacts.relative(path) for key, path in out.files.items()},
+        "renderer": renderer.kind if renderer is not None else None,
+        "note": "\n".join([*out.notes, *out.errors]) or None,
+        "errors": out.errors,
+        "tensorboard_graph": tb_graph is not None,
+    }
+    artifacts.record(RECORD_KIND, **data)
+    # Warned after recording: a warnings filter set to "error" must not lose the record.
+    for error in out.errors:
+        warnings.warn(f"modelviz: a picture of {name!r} ({graph.model_name}) could not be made: {error}",
+                      RenderWarning, stacklevel=2)
+    return data
+
+
+def _architecture_dot(graph: ArchitectureGraph, name: str) -> str:
+    from pytest_modelviz.render.dot import to_dot
+
+    return to_dot(graph, title=name)
+
+
+def _hiddenlayer_dot(graph: ArchitectureGraph) -> str:
+    from pytest_modelviz.render.hiddenlayer_graph import to_dot
+
+    return to_dot(graph)
+
+
+def _torchviz_dot(model: Any, args: Sequence[Any], kwargs: Mapping[str, Any] | None) -> str:
+    from pytest_modelviz.render.autograd import autograd_dot
+
+    return autograd_dot(model, args, kwargs)
+
+
+def _write_dot(out: _Outcome, key: str, folder: Path, text: str) -> None:
+    file_name = next(f for k, f, _ in _DOT_FILES if k == key)
+    path = folder / file_name
+    path.write_text(text, encoding="utf-8")
+    out.files[key] = path
+
+
+def _draw_all(out: _Outcome, renderer: gv.Renderer) -> None:
+    """Draw each DOT file written, each format on its own so one failure keeps the rest."""
+    for dot_key, _, formats in _DOT_FILES:
+        dot_path = out.files.get(dot_key)
+        if dot_path is None:
+            continue
+        prefix = dot_key.removesuffix("dot")  # "" | "hiddenlayer_" | "torchviz_"
+        for fmt in formats:
+            drawn = out.attempt(f"{dot_path.name} -> {fmt}", lambda p=dot_path, f=fmt: gv.render_file(renderer, p, f))
+            if drawn is not None:
+                out.files[f"{prefix}{fmt}"] = drawn
+
+
+def _write_tensorboard_graph(graph: ArchitectureGraph, artifacts: ArtifactDir) -> Path:
+    from pytest_modelviz.render.tensorboard_graph import to_graph_def, write_graph_event
+
+    return write_graph_event(to_graph_def(graph), artifacts.tensorboard_dir)

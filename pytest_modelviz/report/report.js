@@ -1,0 +1,15 @@
+// Outcome filter for the test index and cards; the page is fully readable without it.
+(function () {
+  var buttons = document.querySelectorAll(".filters button");
+  var rows = document.querySelectorAll("[data-outcome]");
+  buttons.forEach(function (button) {
+    button.addEventListener("click", function () {
+      var want = button.getAttribute("data-filter");
+      buttons.forEach(function (b) { b.classList.toggle("active", b === button); });
+      rows.forEach(function (el) {
+        el.hidden = want !== "all" && el.getAttribute("data-outcome") !== want;
+      });
+    });
+  });
+  document.body.setAttribute("data-ready", "yes");
+})();

@@ -1,0 +1,77 @@
+"""Histograms of many tensors reduced on their device, with one transfer to the host.
+
+TensorBoard's own ``add_histogram`` copies every tensor to the host and bins it with numpy; for a
+model's parameters every few steps that dominates a short training run. Here each tensor becomes
+``bins`` counts plus four moments on its device, everything is concatenated, and a single copy brings
+the lot back.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+from pytest_modelviz.sinks.base import Histogram
+
+if TYPE_CHECKING:
+    import torch
+
+DEFAULT_BINS = 64
+_MOMENTS = 4  # min, max, sum, sum of squares
+
+
+def device_histograms(tensors: Sequence[torch.Tensor], bins: int = DEFAULT_BINS) -> list[Histogram]:
+    """One ``Histogram`` per tensor (empty tensors give an empty histogram). Values must be finite.
+
+    On the CPU the range each tensor is binned over is read first (reading it costs nothing there)
+    so ``torch.histc`` makes one pass; elsewhere ``histc`` with ``min == max == 0`` bins over the
+    data's own range without a round trip. Where every value is equal the range is widened to
+    ``[v - 1, v + 1]``, as ``histc`` does.
+    """
+    import torch
+
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    if not tensors:
+        return []
+    flats = [t.detach().reshape(-1).float() for t in tensors]
+    rows = []
+    for flat in flats:
+        if flat.numel() == 0:
+            rows.append(torch.zeros(_MOMENTS + bins, device=flat.device))
+            continue
+        moments = torch.stack([flat.amin(), flat.amax(), flat.sum(), flat.dot(flat)])
+        if flat.device.type == "cpu":
+            lo, hi = moments[:2].tolist()
+            lo, hi = (lo - 1.0, hi + 1.0) if lo == hi else (lo, hi)
+            counts = torch.histc(flat, bins=bins, min=lo, max=hi)
+        else:
+            counts = torch.histc(flat, bins=bins)
+        rows.append(torch.cat([moments, counts]))
+    host = _to_host(rows)
+    return [_histogram(values, t.numel(), bins) for values, t in zip(host, tensors)]
+
+
+def _to_host(rows: list[torch.Tensor]) -> list[list[float]]:
+    import torch
+
+    # Rows may live on several devices (a model split over GPUs): one copy per device.
+    by_device: dict[torch.device, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_device.setdefault(row.device, []).append(i)
+    out: list[list[float]] = [[] for _ in rows]
+    for indices in by_device.values():
+        stacked = torch.stack([rows[i] for i in indices]).cpu().double().tolist()
+        for i, values in zip(indices, stacked):
+            out[i] = values
+    return out
+
+
+def _histogram(values: list[float], num: int, bins: int) -> Histogram:
+    if num == 0:
+        return Histogram(edges=[0.0, 0.0], counts=[0.0], min=0.0, max=0.0, num=0, sum=0.0, sum_squares=0.0)
+    lo, hi, total, squares = values[:_MOMENTS]
+    counts = values[_MOMENTS:]
+    left, right = (lo - 1.0, hi + 1.0) if lo == hi else (lo, hi)
+    width = (right - left) / bins
+    edges = [left + i * width for i in range(bins)] + [right]
+    return Histogram(edges=edges, counts=counts, min=lo, max=hi, num=num, sum=total, sum_squares=squares)

@@ -1,0 +1,1 @@
+"""Snapshot assertions: architectures (``graph_snapshot``) and parameter statistics, via syrupy."""

@@ -1,0 +1,271 @@
+"""``graph_snapshot``: capture a model, assert its architecture against a syrupy snapshot.
+
+The comparison always runs; ``--modelviz`` only adds artifacts (the architecture text, a record
+for the run report, renders). A mismatch raises ``AssertionError`` whose message starts with the
+semantic diff, so it is the first thing pytest prints.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Literal
+
+from pytest_modelviz.errors import ModelvizUsageError, SnapshotFormatError
+from pytest_modelviz.graph.model import ArchitectureGraph
+
+if TYPE_CHECKING:
+    import pytest
+    from syrupy.assertion import SnapshotAssertion
+
+    from pytest_modelviz.artifacts import ArtifactDir
+    from pytest_modelviz.session import ModelvizSession
+
+Status = Literal["matched", "created", "updated", "changed"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What syrupy found for one snapshot."""
+
+    status: Status
+    snapshot_name: str
+    location: str
+    stored: str | None  # the stored text (None when there was none)
+
+
+class GraphSnapshot:
+    """The object the ``graph_snapshot`` fixture returns; call it with a model and example inputs."""
+
+    def __init__(
+        self,
+        *,
+        request: pytest.FixtureRequest,
+        snapshot: SnapshotAssertion,
+        artifacts: ArtifactDir,
+        session: ModelvizSession,
+    ) -> None:
+        self._request = request
+        self._snapshot = snapshot
+        self._artifacts = artifacts
+        self._session = session
+        self._assertion: SnapshotAssertion | None = None
+        self._labels: set[str] = set()
+        self._defaults: dict[str, int] = {}
+
+    def __call__(
+        self, model: Any, *example_args: Any, name: str | None = None, **example_kwargs: Any
+    ) -> ArchitectureGraph:
+        """Capture ``model(*example_args, **example_kwargs)`` and assert it matches the snapshot.
+
+        ``name`` labels the snapshot (default: the model's class name, ``-2``, ``-3``... when a
+        test snapshots several models of one class). Returns the captured graph.
+        """
+        __tracebackhide__ = True
+        from pytest_modelviz.graph.capture import capture
+
+        graph = capture(model, *example_args, **example_kwargs)
+        label = self._label(name, graph.model_name)
+        text = graph.to_text()
+        result = self._compare(label, text)
+        failure: BaseException | None = None
+        diff_text = ""
+        if result.status in ("changed", "updated"):
+            self._session.snapshot_changes += 1
+        if result.stored is None and result.status == "changed":
+            failure = AssertionError(self._missing_message(result))
+            diff_text = str(failure)
+        elif result.stored is not None and result.stored != text:
+            try:
+                diff_text = self._diff_message(result, text)
+            except SnapshotFormatError as exc:
+                # Under --snapshot-update the unreadable file is simply replaced.
+                unreadable = SnapshotFormatError(f"{result.location}: {exc}")
+                diff_text = str(unreadable)
+                if result.status == "changed":
+                    failure = unreadable
+            if failure is None and result.status == "changed":
+                failure = AssertionError(f"{diff_text}\n\n{self._update_hint()}")
+        if self._artifacts.persist:
+            self._persist(graph, label, result.status, diff_text, model, example_args, example_kwargs)
+        if failure is not None:
+            raise failure
+        return graph
+
+    def parameters(
+        self,
+        model: Any,
+        *,
+        name: str | None = None,
+        rtol: float | None = None,
+        atol: float | None = None,
+        bins: int = 16,
+        **options: Any,
+    ) -> Any:
+        """Assert the model's per-parameter statistics against a snapshot, within tolerances.
+
+        ``options`` go to ``assert_param_snapshot`` as they are (e.g. ``buffers=True``).
+        """
+        __tracebackhide__ = True
+        from pytest_modelviz.snapshot.params import assert_param_snapshot
+
+        return assert_param_snapshot(
+            self._snapshot, self._artifacts, self._session, model, name=name, rtol=rtol, atol=atol, bins=bins, **options
+        )
+
+    # ------------------------------------------------------------ comparing
+
+    def _label(self, name: str | None, model_name: str) -> str:
+        if name is not None:
+            if not isinstance(name, str) or not name.strip():
+                raise ModelvizUsageError(f"graph_snapshot name must be a non-empty string, got {name!r}")
+            label = name.strip()
+            if label in self._labels:
+                raise ModelvizUsageError(
+                    f"graph_snapshot name {label!r} is used twice in this test; give each model its own name="
+                )
+        else:
+            count = self._defaults[model_name] = self._defaults.get(model_name, 0) + 1
+            label = model_name if count == 1 else f"{model_name}-{count}"
+            while label in self._labels:
+                count = self._defaults[model_name] = count + 1
+                label = f"{model_name}-{count}"
+        self._labels.add(label)
+        return label
+
+    def _compare(self, label: str, text: str) -> Comparison:
+        from pytest_modelviz.snapshot.extension import ArchitectureSnapshotExtension
+
+        if self._assertion is None:
+            self._assertion = self._snapshot.use_extension(ArchitectureSnapshotExtension)
+        assertion = self._assertion
+        # syrupy records the execution (so the snapshot counts as used) and queues writes
+        # under --snapshot-update; the outcome is read back from its execution record.
+        assertion(name=label) == text  # noqa: B015
+        result = assertion.executions[assertion.num_executions - 1]
+        if result.exception is not None:
+            raise result.exception
+        stored = result.recalled_data
+        status: Status
+        if result.created:
+            status = "created"
+        elif result.updated:
+            status = "updated"
+        elif result.success:
+            status = "matched"
+        else:
+            status = "changed"
+        return Comparison(status, result.snapshot_name, result.snapshot_location, stored if stored is None else str(stored))
+
+    def _update_hint(self) -> str:
+        return f"Run `pytest --snapshot-update {shlex.quote(self._request.node.nodeid)}` to accept the new architecture."
+
+    def _missing_message(self, result: Comparison) -> str:
+        return (
+            f"Snapshot '{result.snapshot_name}' does not exist! ({_short(result.location)})\n"
+            f"Run `pytest --snapshot-update {shlex.quote(self._request.node.nodeid)}` to create it."
+        )
+
+    def _diff_message(self, result: Comparison, text: str) -> str:
+        from pytest_modelviz.graph.diff import raw_diff
+
+        assert result.stored is not None
+        old = ArchitectureGraph.from_text(result.stored)
+        new = ArchitectureGraph.from_text(text)
+        full = self._session.settings.full_diff
+        semantic = old.diff(new).lines(limit=None if full else 60) or ["(only the text layout differs)"]
+        raw = raw_diff(result.stored, text, limit=None if full else 200)
+        verb = "changed" if result.status == "changed" else "updated"
+        return "\n".join(
+            [f"architecture snapshot '{result.snapshot_name}' {verb} ({old.model_name}):"]
+            + [f"  {line}" for line in semantic]
+            + ["", "text diff (- snapshot, + captured):"]
+            + raw
+        )
+
+    # ------------------------------------------------------------ artifacts
+
+    def _persist(
+        self,
+        graph: ArchitectureGraph,
+        label: str,
+        status: Status,
+        diff_text: str,
+        model: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        import torch
+
+        artifacts = self._artifacts
+        folder = artifacts.unique_dir(f"graph-{label}")
+        text_path = folder / "architecture.txt"
+        text_path.write_text(graph.to_text(), encoding="utf-8")
+        artifacts.record(
+            "architecture",
+            name=label,
+            model=graph.model_name,
+            training=graph.training,
+            totals=asdict(graph.totals),
+            rows=[
+                {
+                    "name": n.name,
+                    "type": n.short_type,
+                    "output_shape": list(n.outputs[0].shape) if n.outputs else [],
+                    "params": n.num_params,
+                    "macs": n.macs,
+                }
+                for n in graph.nodes
+                if n.kind not in ("input", "output")
+            ],
+            snapshot=status,
+            diff=diff_text,
+            text=artifacts.relative(text_path),
+            torch_version=torch.__version__,
+        )
+        self._render(graph, folder, label, model, args, kwargs)
+
+    def _render(
+        self,
+        graph: ArchitectureGraph,
+        folder: Path,
+        label: str,
+        model: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        """Render pictures of the graph; a failure is recorded and warned, never raised.
+
+        The snapshot result is what the test is about: a missing Graphviz or a renderer bug
+        must not turn a matching snapshot into an error, nor hide a mismatch.
+        """
+        from pytest_modelviz.reporting import warn
+
+        try:
+            render = _renderer()
+            if render is None:
+                return
+            render(graph, self._artifacts, folder=folder, name=label, model=model, example_args=args, example_kwargs=kwargs)
+        except Exception as exc:  # noqa: BLE001 - recorded for the report and warned below
+            note = f"rendering failed: {type(exc).__name__}: {exc}"
+            self._artifacts.record(
+                "graph_render", name=label, files={}, renderer=None, note=note, tensorboard_graph=False
+            )
+            warn(self._request.config, f"modelviz: {self._request.node.nodeid}: graph {label!r} {note}")
+
+
+def _renderer() -> Callable[..., Any] | None:
+    """``render_graph_artifacts``, or None while the render package does not provide it."""
+    import importlib.util
+
+    if importlib.util.find_spec("pytest_modelviz.render") is None:
+        return None
+    import pytest_modelviz.render as render
+
+    return getattr(render, "render_graph_artifacts", None)
+
+
+def _short(location: str) -> str:
+    path = Path(location)
+    return "/".join(path.parts[-3:])

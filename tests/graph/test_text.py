@@ -1,0 +1,72 @@
+"""The snapshot body: its layout, the round trip, and clear errors for corrupt files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from graph_models import ConvNet, DictModel, Repeated, TiedLM, WithFusedLeaf
+
+from pytest_modelviz import ArchitectureGraph, capture
+from pytest_modelviz.errors import SnapshotFormatError
+
+
+@pytest.fixture(scope="module")
+def convnet_text() -> str:
+    return capture(ConvNet(), torch.randn(1, 1, 28, 28)).to_text()
+
+
+def test_layout_header_and_one_node_per_line(convnet_text: str) -> None:
+    lines = convnet_text.splitlines()
+    assert lines[:3] == ["# modelviz architecture v1", "model: ConvNet", "mode: train"]
+    assert "inputs: x [1, 1, 28, 28] float32" in lines
+    assert "totals: params=20,490  trainable=20,490  frozen=0  buffers=0  macs=1,031,744" in lines
+    assert (
+        "4  conv2  torch.nn.Conv2d(16, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))  "
+        "[1, 16, 14, 14] float32 -> [1, 32, 14, 14] float32  params=4,640  macs=903,168  <- 3"
+    ) in lines
+    assert "    param conv2.weight [32, 16, 3, 3] float32" in lines
+    assert lines[-1] == "9  output  output  [1, 10] float32 -> ()  <- 8"
+    assert convnet_text.endswith("\n") and "0x" not in convnet_text and "cpu" not in convnet_text
+
+
+@pytest.mark.parametrize(
+    ("factory", "args", "kwargs"),
+    [
+        (ConvNet, (torch.randn(1, 1, 28, 28),), {}),
+        (DictModel, ({"tokens": torch.randint(0, 50, (2, 5))},), {"scale": 0.5}),
+        (TiedLM, (torch.randint(0, 20, (1, 4)),), {}),
+        (Repeated, (torch.randn(2, 4),), {}),
+        (WithFusedLeaf, (torch.randn(2, 4),), {}),
+        (lambda: torchvision.models.resnet18(weights=None).eval(), (torch.randn(1, 3, 32, 32),), {}),
+    ],
+)
+def test_round_trip_gives_back_the_same_graph(factory, args, kwargs) -> None:
+    model = factory()
+    for p in list(model.parameters())[:1]:
+        p.requires_grad_(False)  # a frozen parameter survives the round trip too
+    graph = capture(model, *args, **kwargs)
+    parsed = ArchitectureGraph.from_text(graph.to_text())
+    assert parsed == graph
+    assert parsed.to_text() == graph.to_text()
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda t: "", "line 1: expected '# modelviz architecture v1'"),
+        (lambda t: t.replace("# modelviz architecture v1", "# modelviz architecture v9"), "line 1"),
+        (lambda t: t.replace("mode: train", "mode: sideways"), "mode must be 'train' or 'eval'"),
+        (lambda t: t.replace("4  conv2", "7  conv2"), "line 14: expected node 4"),
+        (lambda t: t.replace("[1, 16, 14, 14] float32 -> [1, 32", "[1, 16, 14 float32 -> [1, 32"), "line 14: bad tensor list"),
+        (lambda t: t.replace("<- 3", "<- 12"), "line 14: a node can only consume earlier nodes"),
+        (lambda t: t.replace("macs=903,168", "flops=903,168"), "line 14: unknown field 'flops=903,168'"),
+        (lambda t: t.replace("    param conv2.weight", "    param conv2.weight ???"), "line 15: bad parameter line"),
+        (lambda t: t.replace("totals: params=20,490", "totals: params=lots"), "expected a number, got 'lots'"),
+    ],
+)
+def test_corrupt_text_names_the_line_and_the_fix(convnet_text: str, edit, expected) -> None:
+    with pytest.raises(SnapshotFormatError) as info:
+        ArchitectureGraph.from_text(edit(convnet_text))
+    assert expected in str(info.value)
+    assert "pytest --snapshot-update" in str(info.value)

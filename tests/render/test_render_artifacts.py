@@ -1,0 +1,135 @@
+"""``render_graph_artifacts``: every picture, one record, and failures that cost nothing else."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from render_graphs import conv_net_graph
+
+from pytest_modelviz.artifacts import ArtifactDir
+from pytest_modelviz.errors import RenderWarning
+from pytest_modelviz.render import render_graph_artifacts
+from pytest_modelviz.render import graphviz as gv
+
+PURE = Path(sys.executable).parent / gv.PURE_NAME
+ALL_KEYS = {"dot", "svg", "png", "hiddenlayer_dot", "hiddenlayer_svg", "hiddenlayer_png", "torchviz_dot", "torchviz_svg"}
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> ArtifactDir:
+    return ArtifactDir("tests/x.py::test_model", tmp_path / "test-x", persist=True)
+
+
+def _small_model():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 5))
+    return model, (torch.randn(2, 3, 6, 6),)
+
+
+def _render(artifacts: ArtifactDir, **kwargs) -> dict:
+    return render_graph_artifacts(conv_net_graph(), artifacts, folder=artifacts.unique_dir("graph-net"), name="net",
+                                  **kwargs)
+
+
+def test_everything_is_written_and_recorded(artifacts: ArtifactDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(gv.ENV_VAR, str(PURE))
+    model, args = _small_model()
+    data = _render(artifacts, model=model, example_args=args)
+    assert set(data["files"]) == ALL_KEYS
+    assert data["renderer"] == "graphviz-pure"
+    assert data["note"] is None and data["errors"] == []
+    assert data["tensorboard_graph"] is True
+    for key, rel in data["files"].items():
+        path = artifacts.root / rel
+        assert path.is_file() and path.stat().st_size > 0, key
+        assert rel.startswith("graph-net/")
+    assert (artifacts.root / data["files"]["png"]).read_bytes().startswith(gv.PNG_MAGIC)
+    assert any(p.name.startswith("events.out.tfevents") for p in artifacts.tensorboard_dir.iterdir())
+    (record,) = artifacts.records()
+    assert record == json.loads(json.dumps({"kind": "graph_render", **data}))
+
+
+def test_without_model_there_is_no_torchviz(artifacts: ArtifactDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(gv.ENV_VAR, str(PURE))
+    data = _render(artifacts)
+    assert set(data["files"]) == ALL_KEYS - {"torchviz_dot", "torchviz_svg"}
+
+
+def test_no_renderer_keeps_the_dot_files_and_says_how_to_get_one(
+        artifacts: ArtifactDir, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(gv.ENV_VAR, "")
+    model, args = _small_model()
+    data = _render(artifacts, model=model, example_args=args)
+    assert set(data["files"]) == {"dot", "hiddenlayer_dot", "torchviz_dot"}
+    assert data["renderer"] is None
+    assert data["note"].startswith(gv.DISABLED_NOTE)
+    assert data["errors"] == []
+    assert not list((artifacts.root / "graph-net").glob("*.svg"))
+    # and with no setting and no binary anywhere: the install hint
+    monkeypatch.delenv(gv.ENV_VAR)
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "nowhere" / "python"))
+    data = _render(artifacts)
+    assert "pip install graphviz-pure" in data["note"] and "apt-get install graphviz" in data["note"]
+    assert artifacts.records()[-1]["note"] == data["note"]
+
+
+def test_a_failing_renderer_is_recorded_warned_and_costs_nothing_else(
+        artifacts: ArtifactDir, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    broken = tmp_path / "bin" / "dot"
+    broken.parent.mkdir()
+    broken.write_text("#!/bin/sh\necho 'Error: out of crayons' >&2\nexit 3\n", encoding="utf-8")
+    broken.chmod(0o755)
+    monkeypatch.setenv(gv.ENV_VAR, str(broken))
+    with pytest.warns(RenderWarning, match="out of crayons") as caught:
+        data = _render(artifacts)
+    assert len(caught) == len(data["errors"]) == 4  # graph and hiddenlayer, svg and png each
+    assert all("(exit 3)" in e for e in data["errors"])
+    assert set(data["files"]) == {"dot", "hiddenlayer_dot"}
+    assert data["renderer"] == "dot"
+    assert data["tensorboard_graph"] is True
+    assert "out of crayons" in data["note"]
+
+
+def test_a_failing_forward_loses_only_the_torchviz_picture(
+        artifacts: ArtifactDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setenv(gv.ENV_VAR, "")
+    model, _ = _small_model()
+    with pytest.warns(RenderWarning, match=r"torchviz: forward of Sequential failed"):
+        data = _render(artifacts, model=model, example_args=(torch.randn(2, 5),))
+    assert set(data["files"]) == {"dot", "hiddenlayer_dot"}
+    assert data["tensorboard_graph"] is True
+
+
+def test_skips_are_notes_not_warnings(artifacts: ArtifactDir, monkeypatch: pytest.MonkeyPatch,
+                                      recwarn: pytest.WarningsRecorder) -> None:
+    import torch
+    from torch import nn
+
+    monkeypatch.setenv(gv.ENV_VAR, str(PURE))
+    with torch.device("meta"):
+        model = nn.Linear(3, 2)
+    data = _render(artifacts, model=model, example_args=(torch.randn(1, 3, device="meta"),))
+    assert "torchviz: skipped: Linear has tensors on the meta device" in data["note"]
+    assert data["errors"] == []
+    assert not [w for w in recwarn if issubclass(w.category, RenderWarning)]
+
+
+def test_a_bad_renderer_setting_is_an_error_not_a_missing_renderer(
+        artifacts: ArtifactDir, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(gv.ENV_VAR, str(tmp_path / "no-dot-here"))
+    with pytest.warns(RenderWarning, match="not an executable"):
+        data = _render(artifacts)
+    assert data["errors"] == [f"Graphviz: {gv.ENV_VAR}={str(tmp_path / 'no-dot-here')!r} is not an executable file "
+                              "or a command on PATH. Point it at Graphviz's `dot` or at `graphviz-pure`, or set it "
+                              "empty to turn rendering off."]
+    assert gv.NO_RENDERER_NOTE not in data["note"]
+    assert set(data["files"]) == {"dot", "hiddenlayer_dot"}

@@ -1,0 +1,40 @@
+"""On-device histograms agree with numpy's binning and moments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pytest_modelviz.sinks.histograms import device_histograms
+
+
+def test_counts_edges_and_moments_match_numpy() -> None:
+    g = torch.Generator().manual_seed(0)
+    tensors = [torch.randn(50, 7, generator=g), torch.rand(300, generator=g) * 5 - 1, torch.arange(10.0)]
+    for t, hist in zip(tensors, device_histograms(tensors, bins=16)):
+        values = t.numpy().ravel().astype(np.float64)
+        counts, edges = np.histogram(values, bins=16, range=(values.min(), values.max()))
+        assert hist.edges == pytest.approx(edges.tolist())
+        assert hist.counts == counts.tolist()
+        assert (hist.min, hist.max, hist.num) == (pytest.approx(values.min()), pytest.approx(values.max()), values.size)
+        assert hist.sum == pytest.approx(values.sum(), rel=1e-5)
+        assert hist.sum_squares == pytest.approx((values**2).sum(), rel=1e-5)
+
+
+def test_constant_and_empty_tensors() -> None:
+    constant, empty = device_histograms([torch.full((4, 4), 2.0), torch.zeros(0)], bins=4)
+    assert (constant.edges[0], constant.edges[-1]) == (1.0, 3.0)  # widened like torch.histc
+    assert sum(constant.counts) == 16 and constant.min == constant.max == 2.0
+    assert empty.num == 0
+
+
+def test_integer_and_half_tensors_are_binned_as_float() -> None:
+    [ints, halves] = device_histograms([torch.arange(8), torch.ones(3, dtype=torch.bfloat16)], bins=2)
+    assert ints.counts == [4.0, 4.0]
+    assert halves.num == 3 and halves.sum == 3.0
+
+
+def test_bad_bins() -> None:
+    with pytest.raises(ValueError, match="bins must be >= 1"):
+        device_histograms([torch.zeros(2)], bins=0)

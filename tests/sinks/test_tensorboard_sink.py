@@ -1,0 +1,98 @@
+"""TensorBoardSink and short_train's logging, read back with TensorBoard's own EventAccumulator."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing import event_accumulator as ea
+from tensorboardX import SummaryWriter
+
+# The tiny models live with the training tests; this folder may be collected before theirs.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+from train_models import SmallCNN, blobs, ce, images, mlp, sgd  # noqa: E402
+
+from pytest_modelviz import short_train  # noqa: E402
+from pytest_modelviz.sinks.base import Histogram  # noqa: E402
+from pytest_modelviz.sinks.tensorboard import TensorBoardSink  # noqa: E402
+
+KEEP_ALL = {ea.SCALARS: 0, ea.HISTOGRAMS: 0, ea.IMAGES: 0, ea.TENSORS: 0, ea.COMPRESSED_HISTOGRAMS: 0}
+
+
+def read_run(logdir: Path) -> ea.EventAccumulator:
+    acc = ea.EventAccumulator(str(logdir), size_guidance=KEEP_ALL)
+    acc.Reload()
+    return acc
+
+
+def test_sink_writes_scalars_histograms_images_text(tmp_path: Path) -> None:
+    writer = SummaryWriter(logdir=str(tmp_path))
+    sink = TensorBoardSink(writer)
+    sink.scalars(0, {"train/loss": 2.0, "train/lr": 0.1})
+    sink.scalars(1, {"train/loss": 1.5, "train/lr": 0.1})
+    sink.histogram(1, "params/w", Histogram(edges=[0.0, 1.0, 2.0], counts=[3.0, 1.0], min=0.1, max=1.9, num=4, sum=2.5, sum_squares=4.0))
+    sink.image_grid(0, "inputs/first_batch", torch.rand(3, 10, 12))
+    sink.text("train/config", "steps: 2")
+    sink.close()
+    writer.close()
+    acc = read_run(tmp_path)
+    assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == [(0, 2.0), (1, 1.5)]
+    [hist] = acc.Histograms("params/w")
+    assert hist.step == 1
+    assert (hist.histogram_value.min, hist.histogram_value.max, hist.histogram_value.num) == pytest.approx((0.1, 1.9, 4))
+    assert list(hist.histogram_value.bucket_limit) == [1.0, 2.0]
+    assert list(hist.histogram_value.bucket) == [3.0, 1.0]
+    [image] = acc.Images("inputs/first_batch")
+    assert (image.step, image.width, image.height) == (0, 12, 10)
+    [text] = acc.Tensors("train/config/text_summary")
+    assert text.tensor_proto.string_val == [b"steps: 2"]
+
+
+def test_short_train_logs_every_tag_step_and_value(tmp_path: Path) -> None:
+    writer = SummaryWriter(logdir=str(tmp_path))
+    x, y = images(16)
+
+    def accuracy(model: torch.nn.Module, step: int) -> dict[str, float]:
+        return {"accuracy": (model(x).argmax(1) == y).float().mean().item()}
+
+    result = short_train(SmallCNN(), (x, y), loss_fn=ce, optimizer=sgd, steps=7, device="cpu", log_every=3,
+                         eval_fn=accuracy, eval_every=3, sinks=[TensorBoardSink(writer, hparams={"model": "cnn"})])
+    writer.close()
+    acc = read_run(tmp_path)
+    steps = list(range(7))
+    scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    assert scalars["train/loss"] == [(s, pytest.approx(v)) for s, v in zip(steps, result.losses)]
+    assert scalars["train/lr"] == [(s, pytest.approx(0.1)) for s in steps]
+    assert scalars["train/grad_norm"] == [(s, pytest.approx(v)) for s, v in zip(steps, result.grad_norms)]
+    assert scalars["eval/accuracy"] == [(s, pytest.approx(v)) for s, v in result.eval["accuracy"]]
+    assert [s for s, _ in result.eval["accuracy"]] == [2, 5, 6]
+    names = [n for n, _ in SmallCNN().named_parameters()]
+    expected_hists = {f"params/{n}" for n in names} | {f"grads/{n}" for n in names}
+    assert set(acc.Tags()["histograms"]) == expected_hists
+    for tag in expected_hists:
+        assert [e.step for e in acc.Histograms(tag)] == [0, 3, 6]
+    # The logged histogram of a parameter at step 0 is that of its initial values.
+    init = SmallCNN().head.weight.detach().numpy().ravel()
+    first = acc.Histograms("params/head.weight")[0].histogram_value
+    assert first.num == init.size
+    assert first.min == pytest.approx(init.min()) and first.max == pytest.approx(init.max())
+    assert first.sum == pytest.approx(init.sum(), rel=1e-5)
+    assert sum(first.bucket) == init.size
+    [grid] = acc.Images("inputs/first_batch")
+    assert grid.step == 0
+    hparams_run = read_run(tmp_path / "hparams")
+    [final] = hparams_run.Scalars("hparam/final_loss")
+    assert final.value == pytest.approx(result.losses[-1])
+
+
+def test_no_images_for_non_image_inputs(tmp_path: Path) -> None:
+    writer = SummaryWriter(logdir=str(tmp_path))
+    short_train(mlp(), blobs(), loss_fn=ce, optimizer=sgd, steps=2, device="cpu", writer=writer)
+    writer.close()
+    acc = read_run(tmp_path)
+    assert acc.Tags()["images"] == []
+    assert len(acc.Scalars("train/loss")) == 2
+    assert np.isfinite([e.value for e in acc.Scalars("train/grad_norm")]).all()

@@ -1,0 +1,136 @@
+"""The short_train fixture as users run it (pytester): with and without --modelviz."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing import event_accumulator as ea
+
+from modelviz_testing import run_dir_of
+
+USER_TESTS = """
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def make_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def make_data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 4, generator=g)
+    return x, (x[:, 0] > 0).long()
+
+
+def sgd(params):
+    return torch.optim.SGD(params, lr=0.5)
+
+
+def test_trains(short_train, modelviz_device):
+    result = short_train(make_model(), make_data(), loss_fn=F.cross_entropy, optimizer=sgd, steps=12)
+    assert result.device == modelviz_device == "cpu"
+    result.assert_finite()
+    result.assert_loss_decreased()
+    result.assert_params_updated()
+
+
+class WithSpare(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = make_model()
+        self.spare = nn.Linear(2, 2)  # never called
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_unused_layer(short_train):
+    model = WithSpare()
+    result = short_train(model, make_data(), loss_fn=F.cross_entropy, optimizer=sgd, steps=2, name="with-spare")
+    result.assert_all_params_receive_grad()
+
+
+def test_own_writer(short_train, tb_writer, modelviz_artifacts):
+    tb_writer.add_scalar("mine", 1.0, 0)
+    short_train(make_model(), make_data(), loss_fn=F.cross_entropy, optimizer=sgd, steps=3, writer=tb_writer)
+    tb_writer.flush()
+    acc = __import__("tensorboard.backend.event_processing.event_accumulator", fromlist=["x"]).EventAccumulator(
+        str(modelviz_artifacts.tensorboard_dir))
+    acc.Reload()
+    assert {"mine", "train/loss"} <= set(acc.Tags()["scalars"])
+"""
+
+
+def _records(test_dir: Path) -> list[dict]:
+    path = test_dir / "modelviz.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def _test_dir(run_dir: Path, name: str) -> Path:
+    [folder] = [p for p in run_dir.iterdir() if p.is_dir() and f"--{name}-" in p.name]
+    return folder
+
+
+def test_with_modelviz_logs_records_and_draws(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_user=USER_TESTS)
+    result = pytester.runpytest("--modelviz", "--modelviz-device=cpu", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*with-spare: 2 trainable parameter(s) never received a non-zero gradient*spare.weight, spare.bias*"])
+    run_dir = run_dir_of(pytester)
+
+    trains = _test_dir(run_dir, "test_trains")
+    records = _records(trains)
+    [train] = [r for r in records if r["kind"] == "train"]
+    assert train["name"] == "Sequential" and train["model"] == "Sequential" and train["steps"] == 12
+    assert len(train["losses"]) == len(train["lrs"]) == len(train["grad_norms"]) == 12
+    assert train["device"] == "cpu" and train["torch_version"]
+    assert (trains / train["curves"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    checks = [(r["name"], r["passed"]) for r in records if r["kind"] == "check"]
+    assert checks == [("assert_finite", True), ("assert_loss_decreased", True), ("assert_params_updated", True)]
+    acc = ea.EventAccumulator(str(trains / "tensorboard"), size_guidance={ea.SCALARS: 0, ea.HISTOGRAMS: 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == list(range(12))
+    assert [e.value for e in acc.Scalars("train/loss")] == pytest.approx(train["losses"])
+    assert [e.step for e in acc.Histograms("grads/0.weight")] == [0, 10]  # modelviz_log_every = 10
+    assert any(r["kind"] == "visdom" for r in records)  # the visdom sink logged into the test's env
+    visdom_log = trains / next(r for r in records if r["kind"] == "visdom")["log"]
+    assert "train/loss" in visdom_log.read_text()
+
+    spare = _records(_test_dir(run_dir, "test_unused_layer"))
+    [failed] = [r for r in spare if r["kind"] == "check"]
+    assert failed["passed"] is False and "spare.weight" in failed["message"] and failed["train"] == "with-spare"
+
+
+def test_without_modelviz_checks_run_and_nothing_is_kept(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_user=USER_TESTS)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*AssertionError: with-spare: 2 trainable parameter(s) never received*"])
+    assert not (pytester.path / ".modelviz").exists()
+
+
+def test_log_every_ini_and_explicit_device(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nmodelviz_log_every = 2\n")
+    pytester.makepyfile(test_user="""
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+def test_it(short_train, tb_writer, modelviz_artifacts):
+    torch.manual_seed(0)
+    x = torch.randn(8, 4)
+    short_train(nn.Linear(4, 2), (x, (x[:, 0] > 0).long()), loss_fn=F.cross_entropy,
+                optimizer=lambda p: torch.optim.SGD(p, lr=0.1), steps=5, device="cpu", writer=tb_writer)
+    tb_writer.flush()
+    from tensorboard.backend.event_processing import event_accumulator as ea
+    acc = ea.EventAccumulator(str(modelviz_artifacts.tensorboard_dir), size_guidance={ea.HISTOGRAMS: 0})
+    acc.Reload()
+    assert [e.step for e in acc.Histograms("params/weight")] == [0, 2, 4]
+""")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)

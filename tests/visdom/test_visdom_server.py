@@ -1,0 +1,95 @@
+"""The plugin's own visdom server process: loopback only, a clear error when it cannot start,
+and the replay CLI's ``--serve`` that starts one and stops it on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("visdom")
+
+from pytest_modelviz.errors import SinkError  # noqa: E402
+from pytest_modelviz.sinks.visdom import VisdomSink, window_id  # noqa: E402
+from pytest_modelviz.visdom.client import open_client  # noqa: E402
+from pytest_modelviz.visdom.server import start_server  # noqa: E402
+from visdom_testing import *  # noqa: E402,F401,F403  (the test server and its fixtures)
+
+
+def test_start_server_binds_loopback_only_and_stops(tmp_path: Path, client_for) -> None:
+    psutil = pytest.importorskip("psutil")
+    server = start_server(tmp_path / "env")
+    try:
+        listening = {c.laddr.ip for c in psutil.Process(server.process.pid).net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN}
+        assert listening == {"127.0.0.1"}
+        assert server.url == f"http://127.0.0.1:{server.port}"
+        client = client_for(server.url, "e")
+        VisdomSink(client).scalars(0, {"loss": 1.0})
+        client.save(["e"])  # the server keeps its envs in the folder it was given
+        assert window_id("line", "loss") in json.loads((tmp_path / "env" / "e.json").read_text())["jsons"]
+    finally:
+        server.stop()
+    assert server.process.returncode is not None
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+
+
+def test_a_server_that_cannot_start_raises_with_its_output(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(SinkError, match=r"(?s)exited with code \d+ before it started.*Address already in use"):
+            start_server(tmp_path / "env", port=taken.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_replay_serve_starts_a_server_replays_and_stops_on_ctrl_c(tmp_path: Path, client_for, poll) -> None:
+    log = tmp_path / "events.log"
+    VisdomSink(open_client(None, "served_env", log)).scalars(0, {"loss": 2.0})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out.txt"
+    with out.open("w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest_modelviz.visdom.replay", str(log), "--serve", "--port", str(port),
+             "--env-path", str(tmp_path / "served")],
+            stdout=fh, stderr=subprocess.STDOUT,
+        )
+    try:
+        poll(lambda: "Ctrl-C stops" in out.read_text() or proc.poll() is not None, 60, "the replay server")
+        assert proc.poll() is None, out.read_text()
+        served = json.loads(client_for(f"http://127.0.0.1:{port}").get_window_data(None, "served_env"))
+        assert served[window_id("line", "loss")]["content"]["data"][0]["y"] == [2.0]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with pytest.raises(OSError):  # the server it started went with it
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_a_server_that_dies_mid_test_turns_the_client_offline_losing_nothing(tmp_path: Path) -> None:
+    from pytest_modelviz.visdom.client import VisdomFallbackWarning, parse_url
+    from pytest_modelviz.visdom.replay import read_log
+
+    server = start_server(tmp_path / "env")
+    try:
+        client = open_client(parse_url(server.url), "e", tmp_path / "events.log")
+        sink = VisdomSink(client)
+        sink.scalars(0, {"loss": 1.0})
+    finally:
+        server.stop()
+    with pytest.warns(VisdomFallbackWarning, match=f"visdom server {server.url} is unreachable") as caught:
+        sink.scalars(1, {"loss": 0.5})
+        sink.scalars(2, {"loss": 0.25})
+    assert len(caught) == 1 and client.offline
+    assert [m["data"][0]["y"] for _, m in read_log(tmp_path / "events.log")] == [[1.0], [0.5], [0.25]]

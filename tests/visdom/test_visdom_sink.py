@@ -1,0 +1,87 @@
+"""VisdomSink against a real visdom server: every MetricSink call lands in a window we read back."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from pytest_modelviz.sinks.base import Histogram, MetricSink  # noqa: E402
+from pytest_modelviz.sinks.visdom import VisdomSink, window_id  # noqa: E402
+from visdom_testing import *  # noqa: E402,F401,F403  (the test server and its fixtures)
+
+
+@pytest.fixture
+def sink(env_client) -> VisdomSink:
+    return VisdomSink(env_client)
+
+
+def test_window_ids_are_stable_readable_and_distinct() -> None:
+    assert window_id("line", "train/loss") == window_id("line", "train/loss")
+    assert window_id("line", "train/loss").startswith("line-train_loss-")
+    assert window_id("line", "train/loss") != window_id("line", "train_loss")
+    assert window_id("line", "x") != window_id("hist", "x")
+    assert window_id("text", "<>").startswith("text-tag-")
+
+
+def test_the_sink_satisfies_the_protocol(sink: VisdomSink) -> None:
+    as_protocol: MetricSink = sink
+    as_protocol.close()
+
+
+def test_scalars_append_one_line_per_tag(sink: VisdomSink, read_window, env: str) -> None:
+    for step, loss in enumerate([2.0, 1.5, 1.25]):
+        sink.scalars(step, {"train/loss": loss, "train/lr": 0.1})
+    loss = read_window(window_id("line", "train/loss"), env)
+    trace = loss["content"]["data"]
+    assert len(trace) == 1
+    assert trace[0]["x"] == [0, 1, 2]
+    assert trace[0]["y"] == [2.0, 1.5, 1.25]
+    assert loss["title"] == "train/loss"
+    assert loss["content"]["layout"]["xaxis"]["title"] == "step"
+    assert read_window(window_id("line", "train/lr"), env)["content"]["data"][0]["y"] == [0.1] * 3
+
+
+def test_histogram_draws_the_precomputed_counts_as_bars(sink: VisdomSink, read_window, env: str) -> None:
+    hist = Histogram(edges=[0.0, 1.0, 2.0, 4.0], counts=[3, 0, 5], min=0.1, max=3.9, num=8, sum=13.0, sum_squares=40.0)
+    sink.histogram(5, "params/fc.weight", hist)
+    win = read_window(window_id("hist", "params/fc.weight"), env)
+    bars = win["content"]["data"][0]
+    assert bars["type"] == "bar"
+    assert bars["y"] == [3.0, 0.0, 5.0]
+    assert bars["x"] == [0.5, 1.5, 3.0]
+    assert win["title"] == "params/fc.weight (step 5)"
+    sink.histogram(6, "params/fc.weight", hist)  # the same window shows the latest step
+    assert read_window(window_id("hist", "params/fc.weight"), env)["title"].endswith("(step 6)")
+
+
+def test_histogram_with_mismatched_edges_names_the_tag(sink: VisdomSink) -> None:
+    bad = Histogram(edges=[0.0, 1.0], counts=[1, 2], min=0, max=1, num=3, sum=1.0, sum_squares=1.0)
+    with pytest.raises(ValueError, match=r"'grads/w' at step 3.*2 edges and 2 counts"):
+        sink.histogram(3, "grads/w", bad)
+
+
+def test_image_grid_and_heatmap(sink: VisdomSink, read_window, env: str) -> None:
+    grid = torch.zeros(3, 4, 6)
+    grid[0] = 1.0
+    sink.image_grid(2, "inputs", grid)
+    image = read_window(window_id("image", "inputs"), env)
+    assert image["type"] == "image"
+    assert image["content"]["src"].startswith("data:image/png;base64,")
+    assert (image["width"], image["height"]) == (6, 4)
+
+    matrix = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    sink.heatmap(2, "weights/fc", matrix)
+    heat = read_window(window_id("heatmap", "weights/fc"), env)["content"]["data"][0]
+    assert heat["type"] == "heatmap"
+    assert heat["z"] == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    with pytest.raises(ValueError, match="2-D matrix"):
+        sink.heatmap(2, "weights/conv", torch.zeros(2, 2, 2))
+
+
+def test_text_is_escaped_html(sink: VisdomSink, read_window, env: str) -> None:
+    sink.text("summary", "Linear <in=2> & <script>alert(1)</script>")
+    content = read_window(window_id("text", "summary"), env)["content"]
+    assert "<script>" not in content
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in content
+    assert "&lt;in=2&gt; &amp;" in content

@@ -1,0 +1,169 @@
+"""A real visdom server for the session, started the way visdom itself starts one
+(``visdom.server.run_server.main``, loopback only), and fixtures to read windows back.
+
+Test modules import the fixtures they use from here (``from visdom_testing import *``). This is
+not a ``conftest.py`` because a second module named ``conftest`` would replace the suite's root
+one in ``sys.modules`` and break ``from conftest import ...`` there. An imported fixture is
+registered once per importing module, so the server itself is cached for the process.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+__all__ = ["visdom_url", "vis", "env", "env_client", "read_window", "read_env", "closed_port", "client_for", "poll"]
+
+START_DEADLINE_S = 60.0
+# visdom's CLI without the CDN download that `python -m visdom.server` does first.
+_SERVE = "from visdom.server.run_server import main; main()"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], deadline_s: float, what: str) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _answers(url: str) -> bool:
+    import requests
+
+    try:
+        return requests.post(f"{url}/win_exists", data='{"win": "", "eid": "main"}', timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+_STARTED: list[tuple[str, subprocess.Popen[bytes]]] = []  # this process's one test server
+
+
+@pytest.fixture(scope="session")
+def visdom_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    pytest.importorskip("visdom")
+    if _STARTED and _STARTED[0][1].poll() is None:
+        yield _STARTED[0][0]
+        return
+    _STARTED.clear()
+    env_path = tmp_path_factory.mktemp("visdom-env")
+    log_path = env_path.parent / f"{env_path.name}.log"
+    for _attempt in range(3):  # the free port may be taken between picking and binding it
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _SERVE, "-port", str(port), "-bind_local", "-env_path", str(env_path),
+                 "-logging_level", "WARNING"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for(lambda: proc.poll() is not None or _answers(url), START_DEADLINE_S, f"visdom at {url}")
+            if proc.poll() is None:
+                break
+        except AssertionError:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"visdom server did not start:\n{log_path.read_text(errors='replace')}") from None
+    else:
+        raise AssertionError(f"visdom server kept failing to start:\n{log_path.read_text(errors='replace')}")
+    _STARTED.append((url, proc))
+    try:
+        yield url
+    finally:
+        _STARTED.clear()  # the module that started it stops it at session end
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def plain_client(url: str, env: str = "main") -> Any:
+    from visdom import Visdom
+
+    host, port = url.rsplit(":", 1)
+    with warnings.catch_warnings():  # visdom's own logger.warn call, without the incoming socket
+        warnings.filterwarnings("ignore", "The 'warn' method is deprecated", DeprecationWarning)
+        return Visdom(server=host, port=int(port), env=env, raise_exceptions=True, use_incoming_socket=False)
+
+
+@pytest.fixture
+def vis(visdom_url: str) -> Any:
+    """A plain visdom client on the test server."""
+    return plain_client(visdom_url)
+
+
+@pytest.fixture
+def env_client(visdom_url: str, env: str) -> Any:
+    """A plain visdom client whose default env is this test's, emptied first."""
+    client = plain_client(visdom_url, env)
+    client.close(win=None, env=env)
+    return client
+
+
+@pytest.fixture
+def env(request: pytest.FixtureRequest) -> str:
+    """An env name of this test's own on the shared server."""
+    import re
+
+    return "t_" + re.sub(r"[^A-Za-z0-9]+", "_", request.node.name)[:80]
+
+
+def window(vis: Any, win: str, env: str) -> dict[str, Any]:
+    import json
+
+    return json.loads(vis.get_window_data(win, env))
+
+
+def windows(vis: Any, env: str) -> dict[str, Any]:
+    import json
+
+    return json.loads(vis.get_window_data(None, env))
+
+
+@pytest.fixture
+def read_window(vis: Any) -> Callable[[str, str], dict[str, Any]]:
+    return lambda win, env: window(vis, win, env)
+
+
+@pytest.fixture
+def read_env(vis: Any) -> Callable[[str], dict[str, Any]]:
+    """All windows of an env, as the server holds them."""
+    return lambda env: windows(vis, env)
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port with nothing listening on it."""
+    return free_port()
+
+
+@pytest.fixture
+def client_for() -> Callable[..., Any]:
+    """``client_for(url, env="main")``: a plain visdom client on any server."""
+    return plain_client
+
+
+@pytest.fixture
+def poll() -> Callable[..., Any]:
+    """``poll(predicate, deadline_s, what)``: wait for a condition without sleeping blindly."""
+    return wait_for

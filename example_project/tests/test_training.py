@@ -61,7 +61,7 @@ def test_extra_plots(tb_writer, visdom_client, train_set):
     tb_writer.add_histogram("data/labels", labels.double(), 0)
     tb_writer.flush()
     counts = torch.bincount(labels, minlength=10).double()
-    win = visdom_client.bar(X=counts, win="class-counts", opts={"title": "training samples per class"})
+    win = visdom_client.bar(X=counts.numpy(), win="class-counts", opts={"title": "training samples per class"})
     assert win == "class-counts"
 
     assert read_tags(tb_writer.logdir, "images") == ["data/samples"]

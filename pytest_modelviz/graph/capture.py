@@ -240,7 +240,7 @@ class _Recorder:
             kind=kind,
             target=target,
             scope=scope,
-            args=call_args(args, kwargs),
+            args=call_args(func, args, kwargs),
             inputs=inputs,
             outputs=outputs,
             params=tuple(params),

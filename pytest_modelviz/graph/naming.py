@@ -7,8 +7,9 @@ classes.
 
 from __future__ import annotations
 
+import inspect
 import re
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from pytest_modelviz.graph.model import TensorSpec
 
@@ -52,14 +53,26 @@ _METHOD_OPERATORS = {
     "bitwise_and": "and_", "bitwise_or": "or_", "bitwise_xor": "xor", "bitwise_not": "invert",
     "logical_not": "not_",
 }
-# Layer arguments some torch 2.x releases print and older ones do not: dropped at their default.
-_LATE_DEFAULTS = {"bias": "True", "approximate": "'none'"}
-_LATE_DEFAULT_TYPES = frozenset(
-    {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm", "InstanceNorm1d",
-     "InstanceNorm2d", "InstanceNorm3d", "GELU"}
+# C functions that torch re-exports under a public namespace without their prefix
+# (``torch._C._linalg.linalg_qr`` is ``torch.linalg.qr``); checked by identity, never by string.
+_PUBLIC_NAMESPACES = (
+    ("torch.linalg", "linalg_"), ("torch.fft", "fft_"), ("torch.special", "special_"),
+    ("torch", ""), ("torch.nn.functional", ""),
 )
 _ADDRESS = re.compile(r"\s*at 0x[0-9a-fA-F]+")
 _DROPPED_KEYS = frozenset({"device", "dtype", "out", "layout", "pin_memory"})
+# Constructor parameters a layer keeps under another attribute (or not at all): how to read them.
+_STORED_AS: dict[tuple[str, str], Callable[[Any], Any]] = {
+    ("MultiheadAttention", "bias"): lambda m: m.in_proj_bias is not None,
+    ("MultiheadAttention", "add_bias_kv"): lambda m: m.bias_k is not None,
+}
+# Constructor parameters the class name already says (``RNNBase(mode="LSTM")`` is ``nn.LSTM``).
+_IMPLIED_BY_CLASS = frozenset({("RNNBase", "mode")})
+# Parameters torch takes through ``*args``/``**kwargs``, so no signature shows them: (name, default).
+_HIDDEN_PARAMS = {"RNN": (("nonlinearity", "tanh"),)}
+# ``None`` defaults that mean "the same as another argument": equal to it, they are left out.
+_SAME_AS = {"stride": "kernel_size", "kdim": "embed_dim", "vdim": "embed_dim"}
+_EMPTY = inspect.Parameter.empty
 
 
 def op_name(func: Any) -> str:
@@ -77,8 +90,25 @@ def op_name(func: Any) -> str:
         if name in _METHOD_OPERATORS:
             return f"operator.{_METHOD_OPERATORS[name]}"
         return f"Tensor.{name}"
+    public = _public_name(func, name)
+    if public is not None:
+        return public
     module = _MODULE_ALIASES.get(module or "", module or "torch")
     return f"{module}.{name}"
+
+
+def _public_name(func: Any, name: str) -> str | None:
+    """Where torch exports ``func`` publicly, found by identity (``torch.linalg.qr``)."""
+    import sys
+
+    for namespace, prefix in _PUBLIC_NAMESPACES:
+        if not name.startswith(prefix):
+            continue
+        short = name[len(prefix) :]
+        home = sys.modules.get(namespace)
+        if home is not None and getattr(home, short, None) is func:
+            return f"{namespace}.{short}"
+    return None
 
 
 def module_target(cls: type) -> str:
@@ -135,22 +165,95 @@ def _is_all_tensors(value: Any) -> bool:
     return isinstance(value, (tuple, list)) and bool(value) and all(_is_all_tensors(v) for v in value)
 
 
-def call_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    """An op's non-tensor arguments; tensors are its inputs (edges), devices never appear."""
+def call_args(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """An op's non-tensor arguments as the call spelled them; tensors are its inputs (edges).
+
+    torch's Python wrappers (``F.interpolate``, ``F.max_pool2d``) pass every parameter on, filled
+    with their defaults, and which ops are Python wrappers changes between releases; so where
+    ``func`` has a signature, arguments at their default are left out, required ones are
+    positional and the rest are keywords. Devices, dtypes and private parameters never appear.
+    """
+    bound = _bind(func, args, kwargs)
+    pairs = bound if bound is not None else [(None, v, _EMPTY) for v in args] + [
+        (k, v, _EMPTY) for k, v in kwargs.items()
+    ]
     out: list[tuple[str, str]] = []
-    for value in args:
-        if _is_all_tensors(value):
+    for key, value, default in pairs:
+        if key is not None and (key in _DROPPED_KEYS or key.startswith("_")):
+            continue
+        if _is_all_tensors(value) or _is_default(value, default):
             continue
         text = format_value(value)
         if text is not None:
-            out.append((str(len(out)), _clean(text)))
-    for key, value in kwargs.items():
-        if key in _DROPPED_KEYS or _is_all_tensors(value):
-            continue
-        text = format_value(value)
-        if text is not None:
-            out.append((key, _clean(text)))
+            out.append((str(len(out)) if key is None else key, _clean(text)))
     return tuple(out)
+
+
+_SIGNATURES: dict[Any, inspect.Signature | None] = {}
+
+
+def _signature(func: Any) -> inspect.Signature | None:
+    try:
+        return _SIGNATURES[func]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable callable: look it up every time
+        return _find_signature(func)
+    sig = _SIGNATURES[func] = _find_signature(func)
+    return sig
+
+
+def _find_signature(func: Any) -> inspect.Signature | None:
+    from torch._jit_internal import boolean_dispatched
+
+    # ``F.max_pool2d`` and friends are ``fn(*args, **kwargs)`` dispatchers over two real functions
+    # that share one signature.
+    target = boolean_dispatched.get(func, {}).get("if_false", func) if inspect.isfunction(func) else func
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):  # C functions have none
+        return None
+    return sig if sig.parameters else None
+
+
+def _bind(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[str | None, Any, Any]] | None:
+    """``(keyword or None for positional, value, default)`` per argument, in signature order."""
+    sig = _signature(func)
+    if sig is None:
+        return None
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError:  # the call does not fit the signature we found: keep it as passed
+        return None
+    out: list[tuple[str | None, Any, Any]] = []
+    for name, value in bound.arguments.items():
+        param = sig.parameters[name]
+        if param.kind is param.VAR_POSITIONAL:
+            out.extend((None, v, _EMPTY) for v in value)
+        elif param.kind is param.VAR_KEYWORD:
+            out.extend((k, v, _EMPTY) for k, v in value.items())
+        elif param.default is _EMPTY and param.kind is not param.KEYWORD_ONLY:
+            out.append((None, value, _EMPTY))
+        else:
+            out.append((name, value, param.default))
+    return out
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    """Whether ``value`` says nothing ``default`` does not (``(1, 1)`` for a default of ``1``)."""
+    import torch
+
+    if default is _EMPTY or isinstance(value, torch.Tensor):
+        return False
+    if value is default:
+        return True
+    if isinstance(value, tuple) and value and not isinstance(default, tuple):
+        return all(_is_default(v, default) for v in value)
+    if isinstance(value, bool) or isinstance(default, bool):
+        return isinstance(value, bool) and isinstance(default, bool) and value == default
+    if isinstance(value, (int, float)) and isinstance(default, (int, float)):
+        return value == default
+    return type(value) is type(default) and value == default
 
 
 def _clean(text: str) -> str:
@@ -193,18 +296,17 @@ def keyed_args(parts: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 def module_args(module: nn.Module) -> tuple[tuple[str, str], ...]:
-    """Constructor arguments from ``extra_repr`` (or simple ``__constants__``), device-free."""
-    from torch import nn
+    """A layer's constructor arguments that differ from their defaults, read from the layer.
 
-    if isinstance(module, nn.MultiheadAttention):
-        args = (
-            ("embed_dim", repr(module.embed_dim)),
-            ("num_heads", repr(module.num_heads)),
-            ("dropout", repr(module.dropout)),
-            ("bias", repr(module.in_proj_bias is not None)),
-            ("batch_first", repr(module.batch_first)),
-        )
-        return args
+    torch's layers are described from their attributes and their class's constructor
+    signature, never from ``extra_repr()``, whose wording changes between torch releases.
+    A user's layer with its own ``extra_repr`` is described by it; one without, by its
+    simple ``__constants__``.
+    """
+    torch_cls = _torch_layer_class(type(module))
+    own_repr = _extra_repr_owner(type(module))
+    if torch_cls is not None and (own_repr is None or own_repr.__module__.startswith("torch.")):
+        return _args_from_attributes(module)
     text = _clean(module.extra_repr())
     if text:
         args = keyed_args(split_top_level(text))
@@ -215,8 +317,92 @@ def module_args(module: nn.Module) -> tuple[tuple[str, str], ...]:
             if not key.startswith("_") and isinstance(value, (bool, int, float, str, tuple)):
                 pairs.append((key, format_value(value) or "?"))
         args = tuple(pairs)
-    late = _LATE_DEFAULTS if type(module).__name__ in _LATE_DEFAULT_TYPES else {}
-    return tuple((k, v) for k, v in args if k not in _DROPPED_KEYS and late.get(k) != v)
+    return tuple((k, v) for k, v in args if k not in _DROPPED_KEYS)
+
+
+def _torch_layer_class(cls: type) -> type | None:
+    """The nearest class in ``cls``'s MRO that torch defines (``nn.Conv2d`` for ``MyConv``)."""
+    from torch import nn
+
+    for klass in cls.__mro__:
+        if klass is nn.Module:
+            return None
+        if klass.__module__.startswith("torch."):
+            return klass
+    return None
+
+
+def _extra_repr_owner(cls: type) -> type | None:
+    from torch import nn
+
+    for klass in cls.__mro__:
+        if klass is nn.Module:
+            return None
+        if "extra_repr" in klass.__dict__:
+            return klass
+    return None
+
+
+def _init_params(cls: type) -> list[tuple[str, Any, bool, str]]:
+    """``(name, default, positional, owner class)`` of the torch constructor that takes named parameters.
+
+    Skips ``__init__(self, *args, **kwargs)`` shims (``nn.LSTM``) for the class they forward to.
+    """
+    from torch import nn
+
+    out: list[tuple[str, Any, bool, str]] = []
+    for klass in cls.__mro__:
+        if klass is nn.Module:
+            break
+        if "__init__" not in klass.__dict__:
+            continue
+        out.extend((n, d, False, klass.__name__) for n, d in _HIDDEN_PARAMS.get(klass.__name__, ()))
+        try:
+            params = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        except (TypeError, ValueError):
+            continue
+        named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if named:
+            front = [(p.name, p.default, p.default is _EMPTY and p.kind is not p.KEYWORD_ONLY, klass.__name__) for p in named]
+            return front + out
+    return out
+
+
+def _args_from_attributes(module: nn.Module) -> tuple[tuple[str, str], ...]:
+    import torch
+
+    out: list[tuple[str, str]] = []
+    for name, default, positional, owner in _init_params(type(module)):
+        if name in _DROPPED_KEYS or name.startswith("_") or (owner, name) in _IMPLIED_BY_CLASS:
+            continue
+        reader = _STORED_AS.get((owner, name))
+        if reader is not None:
+            value = reader(module)
+        elif hasattr(module, name):
+            value = getattr(module, name)
+        else:
+            continue  # not kept on the layer (deprecated aliases such as ``min_value``)
+        if isinstance(default, bool) and (value is None or isinstance(value, torch.Tensor)):
+            value = value is not None  # ``bias=True`` is kept as the bias parameter itself
+        elif isinstance(value, torch.Tensor):
+            continue  # a tensor argument (a loss's class weights) is a buffer, listed as such
+        if _is_default(value, default) or _redundant(module, name, value, default):
+            continue
+        text = format_value(value)
+        if text is not None:
+            out.append((str(len(out)) if positional else name, _clean(text)))
+    return tuple(out)
+
+
+def _redundant(module: nn.Module, name: str, value: Any, default: Any) -> bool:
+    """Arguments that another argument already implies."""
+    same = _SAME_AS.get(name)
+    if default is None and same is not None and value == getattr(module, same, object()):
+        return True
+    # A norm layer without affine weights has no bias either; releases that take ``bias=`` say so
+    # twice, older ones once.
+    affine = getattr(module, "affine", getattr(module, "elementwise_affine", True))
+    return name == "bias" and affine is False
 
 
 _DTYPE_NAMES: dict[Any, str] = {}

@@ -251,11 +251,11 @@ def viewers(t: TestView) -> str:
     if t.tensorboard:
         rows.append(
             f'<li>TensorBoard run: <a href="{href(t.tensorboard)}/">{e(t.tensorboard)}/</a> '
-            f"· open: {command('tensorboard --logdir ' + shlex.quote(t.tensorboard))}</li>"
+            f"· open (from the run folder): {command('tensorboard --logdir ' + shlex.quote(t.tensorboard))}</li>"
         )
     for v in t.visdom:
         files = " · ".join(x for x in (link(v.json), link(v.log)) if x)
-        replay = f" · replay: {command(v.replay)}" if v.replay else ""
+        replay = f" · replay (from the run folder): {command(v.replay)}" if v.replay else ""
         windows = f" ({v.windows} window{'s' if v.windows != 1 else ''})" if v.windows is not None else ""
         rows.append(f"<li>visdom env <b>{e(v.env)}</b>{windows}{' · ' + files if files else ''}{replay}</li>")
     return f'<div class="block viewers"><ul>{"".join(rows)}</ul></div>' if rows else ""

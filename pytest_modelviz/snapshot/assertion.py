@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_modelviz.errors import ModelvizUsageError, SnapshotFormatError
 from pytest_modelviz.graph.model import ArchitectureGraph
@@ -240,30 +240,21 @@ class GraphSnapshot:
         The snapshot result is what the test is about: a missing Graphviz or a renderer bug
         must not turn a matching snapshot into an error, nor hide a mismatch.
         """
-        from pytest_modelviz.reporting import warn
+        import warnings
+
+        from pytest_modelviz.errors import RenderWarning
+        from pytest_modelviz.render import render_graph_artifacts
 
         try:
-            render = _renderer()
-            if render is None:
-                return
-            render(graph, self._artifacts, folder=folder, name=label, model=model, example_args=args, example_kwargs=kwargs)
+            render_graph_artifacts(
+                graph, self._artifacts, folder=folder, name=label, model=model, example_args=args, example_kwargs=kwargs
+            )
         except Exception as exc:  # noqa: BLE001 - recorded for the report and warned below
             note = f"rendering failed: {type(exc).__name__}: {exc}"
             self._artifacts.record(
                 "graph_render", name=label, files={}, renderer=None, note=note, tensorboard_graph=False
             )
-            warn(self._request.config, f"modelviz: {self._request.node.nodeid}: graph {label!r} {note}")
-
-
-def _renderer() -> Callable[..., Any] | None:
-    """``render_graph_artifacts``, or None while the render package does not provide it."""
-    import importlib.util
-
-    if importlib.util.find_spec("pytest_modelviz.render") is None:
-        return None
-    import pytest_modelviz.render as render
-
-    return getattr(render, "render_graph_artifacts", None)
+            warnings.warn(RenderWarning(f"graph {label!r} {note}"), stacklevel=3)
 
 
 def _short(location: str) -> str:

@@ -3,6 +3,7 @@ and at teardown keep the env as JSON next to the log and record both for the run
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generator
 
 from pytest_modelviz.artifacts import ArtifactDir
@@ -55,7 +56,9 @@ def _keep_env(client: Any, env: str, artifacts: ArtifactDir, replay_to: str | No
         env=env,
         json=artifacts.relative(json_path),
         log=artifacts.relative(log_path),
-        replay=replay_command(log_path.resolve(), replay_to),
+        # Relative to the run folder, like every command the run report shows, so it still works
+        # after the folder is uploaded as a CI artifact and opened elsewhere.
+        replay=replay_command(Path(artifacts.root.name) / artifacts.relative(log_path), replay_to),
         server=None if client.offline else f"{client.server}:{client.port}{client.base_url}",
         windows=len(state["jsons"]),
     )

@@ -19,11 +19,10 @@ def test_widening_conv2_names_the_layer_the_params_and_the_knock_on_linear() -> 
     assert diff
     text = str(diff)
     assert (
-        "conv2: Conv2d(16, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1)) -> "
-        "Conv2d(16, 64, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))"
+        "conv2: Conv2d(16, 32, (3, 3), padding=(1, 1)) -> Conv2d(16, 64, (3, 3), padding=(1, 1))"
     ) in text
     assert "params +4,640 (4,640 -> 9,280)" in text
-    assert "fc.0: in_features 1568 -> 3136; input [1, 1568] float32 -> [1, 3136] float32" in text
+    assert "fc.0: Linear(1568, 10) -> Linear(3136, 10); input [1, 1568] float32 -> [1, 3136] float32" in text
     assert "shapes changed downstream: relu#2, max_pool2d#2, flatten" in text
     assert "total params 20,490 -> 40,810 (+20,320)" in text
     assert "trainable params 20,490 -> 40,810 (+20,320)" in text

@@ -165,3 +165,25 @@ def test_server_mode_under_xdist_gives_each_worker_its_own_port(pytester: pytest
     run_dir = only_run_dir(pytester)
     assert {d.name for d in (run_dir / "visdom-server").iterdir()} == set(port_of)
     assert len(visdom_records(run_dir)) == 4
+
+
+def test_recorded_replay_command_works_from_the_run_folder(pytester: pytest.Pytester, visdom_url: str, read_env) -> None:
+    import shlex
+    import subprocess
+    import sys
+
+    pytester.makepyfile(test_user=USER_TEST)
+    pytester.runpytest("--modelviz").assert_outcomes(passed=1)
+    run_dir = only_run_dir(pytester)
+    [record] = visdom_records(run_dir)
+    argv = shlex.split(record["replay"])
+    assert argv[:3] == ["python", "-m", "pytest_modelviz.visdom.replay"]
+    assert not Path(argv[3]).is_absolute(), "the command must survive moving the run folder"
+    # The user's shell finds their own python; here, this interpreter. Into the test server.
+    argv = [sys.executable, *argv[1:argv.index("--server")], "--server", visdom_url]
+    moved = pytester.path / "uploaded-artifact"
+    run_dir.rename(moved)
+    done = subprocess.run(argv, cwd=moved, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    served = read_env(record["env"])
+    assert served[window_id("line", "train/loss")]["content"]["data"][0]["y"] == [3.0, 2.0, 1.0]

@@ -44,6 +44,23 @@ ensure_venv() {
     "$PY" -m pip install --quiet -e "$ROOT[test]" $TORCH_SPEC graphviz-pure
     printf '%s\n' "$want" >"$VENV/.modelviz-stamp"
   fi
+  ensure_visdom_ui "$want"
+}
+
+# visdom's web UI needs JS/CSS that visdom fetches from CDNs; take them from the npm registry
+# instead, once per install stamp (npm tarballs are cached, so a redo is fast and offline).
+ensure_visdom_ui() {
+  local want="$1" ui_stamp="$VENV/.modelviz-visdom-ui-stamp"
+  [ "$want" != "$(cat "$ui_stamp" 2>/dev/null || true)" ] || return 0
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "modelviz: npm not found; visdom's web UI stays uninstalled (the data API works): see docs/visdom.md" >&2
+    return 0
+  fi
+  if "$PY" -m pytest_modelviz.visdom.assets install; then
+    printf '%s\n' "$want" >"$ui_stamp"
+  else
+    echo "modelviz: visdom's web UI files could not be installed (see above); the data API works" >&2
+  fi
 }
 
 # The report's browser test needs a real Chromium. Install Debian's when we can (root with apt-get);

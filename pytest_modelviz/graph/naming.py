@@ -71,7 +71,10 @@ _IMPLIED_BY_CLASS = frozenset({("RNNBase", "mode")})
 # Parameters torch takes through ``*args``/``**kwargs``, so no signature shows them: (name, default).
 _HIDDEN_PARAMS = {"RNN": (("nonlinearity", "tanh"),)}
 # ``None`` defaults that mean "the same as another argument": equal to it, they are left out.
-_SAME_AS = {"stride": "kernel_size", "kdim": "embed_dim", "vdim": "embed_dim"}
+_SAME_AS = {"kdim": "embed_dim", "vdim": "embed_dim"}
+# Geometry is always written by name (``kernel_size=(3, 3)``), so a reader of the text (and the
+# renderers' ``Conv3x3/s2`` titles) need not know each layer's argument order.
+_ALWAYS_NAMED = frozenset({"kernel_size", "stride", "padding", "dilation", "output_size"})
 _EMPTY = inspect.Parameter.empty
 
 
@@ -343,11 +346,21 @@ def _extra_repr_owner(cls: type) -> type | None:
     return None
 
 
+_INIT_PARAMS: dict[type, list[tuple[str, Any, bool, str]]] = {}
+
+
 def _init_params(cls: type) -> list[tuple[str, Any, bool, str]]:
     """``(name, default, positional, owner class)`` of the torch constructor that takes named parameters.
 
     Skips ``__init__(self, *args, **kwargs)`` shims (``nn.LSTM``) for the class they forward to.
     """
+    params = _INIT_PARAMS.get(cls)
+    if params is None:
+        params = _INIT_PARAMS[cls] = _find_init_params(cls)
+    return params
+
+
+def _find_init_params(cls: type) -> list[tuple[str, Any, bool, str]]:
     from torch import nn
 
     out: list[tuple[str, Any, bool, str]] = []
@@ -372,6 +385,7 @@ def _args_from_attributes(module: nn.Module) -> tuple[tuple[str, str], ...]:
     import torch
 
     out: list[tuple[str, str]] = []
+    named = False  # once one argument is written by name, so are all after it
     for name, default, positional, owner in _init_params(type(module)):
         if name in _DROPPED_KEYS or name.startswith("_") or (owner, name) in _IMPLIED_BY_CLASS:
             continue
@@ -389,8 +403,10 @@ def _args_from_attributes(module: nn.Module) -> tuple[tuple[str, str], ...]:
         if _is_default(value, default) or _redundant(module, name, value, default):
             continue
         text = format_value(value)
-        if text is not None:
-            out.append((str(len(out)) if positional else name, _clean(text)))
+        if text is None:
+            continue
+        named = named or not positional or name in _ALWAYS_NAMED
+        out.append((name if named else str(len(out)), _clean(text)))
     return tuple(out)
 
 

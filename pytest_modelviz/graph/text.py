@@ -19,7 +19,7 @@ nodes, so the parser skips them.
     ...
 
     unused:
-    aux  torch.nn.Linear(in_features=3, out_features=3, bias=True)  params=12
+    aux  torch.nn.Linear(3, 3)  params=12
         param aux.weight [3, 3] float32
 """
 

@@ -36,6 +36,13 @@ class MetricSink(Protocol):
     def heatmap(self, step: int, tag: str, matrix: torch.Tensor) -> None:
         """A 2-D weight matrix on the CPU (visdom draws it; TensorBoard may ignore it)."""
 
+    def embedding(self, step: int, tag: str, features: torch.Tensor, labels: Sequence[int] | None,
+                  images: torch.Tensor | None) -> None:
+        """Features of a fixed batch for an embedding projector, tags like ``"embedding/fc.input"``:
+        ``features`` a ``(rows, dims)`` float matrix on the CPU; ``labels`` one class id per row or
+        None; ``images`` ``(rows, channels, side, side)`` floats in [0, 1] on the CPU, 1 or 3
+        channels, or None."""
+
     def text(self, tag: str, text: str) -> None:
         """A text summary (markdown-ish plain text)."""
 

@@ -22,8 +22,8 @@ _MOMENTS = 4  # min, max, sum, sum of squares
 def device_histograms(tensors: Sequence[torch.Tensor], bins: int = DEFAULT_BINS) -> list[Histogram]:
     """One ``Histogram`` per tensor (empty tensors give an empty histogram). Values must be finite.
 
-    On the CPU the range each tensor is binned over is read first (reading it costs nothing there)
-    so ``torch.histc`` makes one pass; elsewhere ``histc`` with ``min == max == 0`` bins over the
+    On the CPU the ranges the tensors are binned over are read first (reading them costs nothing
+    there) so ``torch.histc`` makes one pass; elsewhere ``histc`` with ``min == max == 0`` bins over the
     data's own range without a round trip. Where every value is equal the range is widened to
     ``[v - 1, v + 1]``, as ``histc`` does.
     """
@@ -34,19 +34,22 @@ def device_histograms(tensors: Sequence[torch.Tensor], bins: int = DEFAULT_BINS)
     if not tensors:
         return []
     flats = [t.detach().reshape(-1).float() for t in tensors]
+    moments = [torch.stack([*torch.aminmax(f), f.sum(), f.dot(f)]) if f.numel() else f.new_zeros(_MOMENTS)
+               for f in flats]
+    # The CPU tensors' ranges in one conversion; elsewhere histc finds the range on the device.
+    on_cpu = [i for i, f in enumerate(flats) if f.device.type == "cpu" and f.numel()]
+    ranges = dict(zip(on_cpu, torch.stack([moments[i][:2] for i in on_cpu]).tolist())) if on_cpu else {}
     rows = []
-    for flat in flats:
+    for i, flat in enumerate(flats):
         if flat.numel() == 0:
-            rows.append(torch.zeros(_MOMENTS + bins, device=flat.device))
-            continue
-        moments = torch.stack([flat.amin(), flat.amax(), flat.sum(), flat.dot(flat)])
-        if flat.device.type == "cpu":
-            lo, hi = moments[:2].tolist()
+            counts = flat.new_zeros(bins)
+        elif i in ranges:
+            lo, hi = ranges[i]
             lo, hi = (lo - 1.0, hi + 1.0) if lo == hi else (lo, hi)
             counts = torch.histc(flat, bins=bins, min=lo, max=hi)
         else:
             counts = torch.histc(flat, bins=bins)
-        rows.append(torch.cat([moments, counts]))
+        rows.append(torch.cat([moments[i], counts]))
     host = _to_host(rows)
     return [_histogram(values, t.numel(), bins) for values, t in zip(host, tensors)]
 

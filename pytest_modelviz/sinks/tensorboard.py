@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from pytest_modelviz.artifacts import ArtifactDir
 from pytest_modelviz.sinks.base import Histogram
@@ -40,10 +40,11 @@ class TensorBoardSink:
         self._pending_step = 0
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
-        from tensorboardX.summary import scalar
+        from tensorboardX.proto.summary_pb2 import Summary
 
         self._write_histograms()
-        self._write(step, [v for tag, value in values.items() for v in scalar(tag, float(value)).value])
+        # What add_scalar writes, without its per-value numpy round trip.
+        self._write(step, [Summary.Value(tag=tag, simple_value=float(value)) for tag, value in values.items()])
         if "train/loss" in values:
             self._last_loss = float(values["train/loss"])
         if "train/lr" in values and self._first_lr is None:
@@ -70,6 +71,16 @@ class TensorBoardSink:
 
     def heatmap(self, step: int, tag: str, matrix: torch.Tensor) -> None:
         """TensorBoard has no heatmap panel; the parameter histograms carry the same weights."""
+
+    def embedding(self, step: int, tag: str, features: torch.Tensor, labels: Sequence[int] | None,
+                  images: torch.Tensor | None) -> None:
+        """TensorBoard's projector: ``<step>/<tag>/`` with ``tensors.tsv``, ``metadata.tsv`` (the
+        labels) and ``sprite.png`` (the images), listed in the run's ``projector_config.pbtxt``."""
+        self._write_histograms()
+        self.writer.add_embedding(
+            features, metadata=None if labels is None else [str(v) for v in labels], label_img=images,
+            global_step=step, tag=tag,
+        )
 
     def text(self, tag: str, text: str) -> None:
         self._write_histograms()

@@ -6,11 +6,12 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from pytest_modelviz.sinks.base import Histogram
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -23,9 +24,33 @@ def window_id(kind: str, tag: str) -> str:
     return f"{kind}-{readable}-{digest}"
 
 
+def principal_components(features: np.ndarray, k: int) -> np.ndarray:
+    """``features`` (rows, dims) projected on their first ``k`` principal axes, ``(rows, k)``.
+
+    An exact SVD (no random projections, so no RNG is used and reruns draw the same picture), each
+    axis signed so its largest loading is positive; missing axes (fewer rows or dims than ``k``)
+    are zeros.
+    """
+    import numpy as np
+
+    if features.ndim != 2:
+        raise ValueError(f"principal_components needs a (rows, dims) matrix, got shape {features.shape}")
+    out = np.zeros((features.shape[0], k))
+    if features.shape[0] == 0 or features.shape[1] == 0:
+        return out
+    centered = features - features.mean(axis=0, keepdims=True)
+    _, _, vt = np.linalg.svd(centered, full_matrices=False)
+    axes = vt[:k]
+    signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])
+    axes = axes * np.where(signs == 0, 1.0, signs)[:, None]
+    out[:, : len(axes)] = centered @ axes.T
+    return out
+
+
 class VisdomSink:
     """Logs to ``client``'s env: ``scalars`` as one appended line per tag, ``histogram`` as bars
-    of the latest counts, ``image_grid`` as an image, ``heatmap`` and ``text`` as themselves."""
+    of the latest counts, ``image_grid`` as an image, ``embedding`` as a scatter of its first two
+    principal components, ``heatmap`` and ``text`` as themselves."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -82,6 +107,23 @@ class VisdomSink:
             win=window_id("heatmap", tag),
             opts={"title": f"{tag} (step {step})"},
         )
+
+    def embedding(self, step: int, tag: str, features: torch.Tensor, labels: Sequence[int] | None,
+                  images: torch.Tensor | None) -> None:
+        """A scatter of the first two principal components, one colour (and legend entry) per label."""
+        import numpy as np
+
+        points = principal_components(features.detach().cpu().double().numpy(), 2)
+        opts: dict[str, Any] = {"title": f"{tag} (step {step})", "xlabel": "PC 1", "ylabel": "PC 2", "markersize": 5}
+        classes = None
+        if labels is not None:
+            if len(labels) != len(points):
+                raise ValueError(f"embedding {tag!r} at step {step}: {len(labels)} labels for {len(points)} rows")
+            values = sorted(set(labels))
+            index = {v: i + 1 for i, v in enumerate(values)}  # visdom numbers classes from 1
+            classes = np.asarray([index[v] for v in labels])
+            opts["legend"] = [str(v) for v in values]
+        self.client.scatter(X=points, Y=classes, win=window_id("embedding", tag), opts=opts)
 
     def text(self, tag: str, text: str) -> None:
         # visdom renders text windows as HTML: escape, and keep line breaks and spacing.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from pytest_modelviz.errors import TrainingError
 from pytest_modelviz.train import optim as optim_
 from pytest_modelviz.train.data import BatchStream
+from pytest_modelviz.train.embedding import EmbeddingProbe, embedding_spec
 from pytest_modelviz.train.result import NonFinite, ResumeSetup, TrainResult
 from pytest_modelviz.train.state import fingerprints, restore_training_flags, seeded, training_flags
 from pytest_modelviz.train.step import autocast_context, forward_loss, output_tensors
@@ -50,6 +51,8 @@ def short_train(
     name: str | None = None,
     stop_on_nonfinite: bool = True,
     histogram_bins: int = 64,
+    embedding: bool | str = False,
+    embedding_every: int | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``steps`` optimizer steps on ``data`` and return a ``TrainResult``.
 
@@ -59,7 +62,8 @@ def short_train(
     instance. The run is seeded with ``seed`` and the caller's RNG states are restored afterwards.
     With ``stop_on_nonfinite`` (default) training stops at the first non-finite loss, output or
     gradient, before that step's update; ``TrainResult.assert_finite`` then names the step and
-    parameter.
+    parameter. ``embedding=True`` (or a module name, or ``embedding_every=N``) logs the features of
+    the first batch to the sinks' embedding projector after the last step (and every N steps).
     """
     import torch
 
@@ -75,6 +79,7 @@ def short_train(
     autocast_ctx = autocast_context(autocast, dev)
     stream = BatchStream(data, overfit=overfit_batch)
     label = name or type(model).__name__
+    projector = embedding_spec(model, embedding, embedding_every)
 
     with seeded(seed, dev):
         model.to(dev)
@@ -91,6 +96,7 @@ def short_train(
             autocast=autocast_ctx, grad_clip=grad_clip, named=named, sinks=sinks,
             log_every=log_every, bins=histogram_bins, eval_fn=eval_fn, eval_every=eval_every,
             steps=steps, stop_on_nonfinite=stop_on_nonfinite,
+            probe=EmbeddingProbe(projector, model, dev, autocast_ctx, steps) if projector and sinks else None,
         )
         for sink in sinks:
             sink.text("train/config", _config_text(label, opt, steps, seed, dev, overfit_batch))
@@ -137,12 +143,12 @@ class _Run:
                  autocast: Callable[[], Any], grad_clip: float | None,
                  named: list[tuple[str, torch.nn.Parameter]], sinks: list[MetricSink], log_every: int,
                  bins: int, eval_fn: Callable[[torch.nn.Module, int], Mapping[str, float]] | None,
-                 eval_every: int, steps: int, stop_on_nonfinite: bool) -> None:
+                 eval_every: int, steps: int, stop_on_nonfinite: bool, probe: EmbeddingProbe | None) -> None:
         self.model, self.stream, self.opt, self.sched = model, stream, opt, sched
         self.loss_fn, self.device, self.autocast, self.grad_clip = loss_fn, device, autocast, grad_clip
         self.named, self.sinks, self.log_every, self.bins = named, sinks, log_every, bins
         self.eval_fn, self.eval_every, self.steps = eval_fn, eval_every, steps
-        self.stop_on_nonfinite = stop_on_nonfinite
+        self.stop_on_nonfinite, self.probe = stop_on_nonfinite, probe
         self.params = [p for _, p in named]
         self.losses: list[float] = []
         self.lrs: list[float] = []
@@ -165,6 +171,8 @@ class _Run:
         batch = self.stream.next(step)
         if step == 0 and self.sinks:
             self._log_images(batch.inputs)
+            if self.probe is not None:
+                self.probe.keep(batch)
         self.opt.zero_grad(set_to_none=True)
         loss, output = forward_loss(self.model, batch, self.loss_fn, self.device, self.autocast, step)
         loss.backward()
@@ -203,6 +211,8 @@ class _Run:
             self.sched.step()
         if self.eval_fn is not None and ((step + 1) % self.eval_every == 0 or step == self.steps - 1):
             self._evaluate(step)
+        if self.probe is not None and self.probe.due(step):
+            self.probe.log(step, self.sinks)
         self.times.append(time.perf_counter() - start)
         return True
 

@@ -4,7 +4,8 @@
     python -m pytest_modelviz.visdom.replay LOG --serve          # start a loopback server first
 
 Each log line is ``[endpoint, message]`` as visdom's client writes it; the messages keep their
-window ids, so replaying twice redraws the same windows rather than adding new ones.
+window ids, so replaying twice redraws the same windows rather than adding new ones. ``--serve``
+says where to open the page, or, when visdom's web UI files are not installed, how to install them.
 """
 
 from __future__ import annotations
@@ -91,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"replayed {n} events from {log} into {url}")
         if server is not None:
             print(f"serving on {url} (env files in {server.env_path}); Ctrl-C stops")
+            if server.ui_note is not None:
+                print(f"note: {server.ui_note}", file=sys.stderr)
+            else:
+                print(f"open {url}/env/{args.env} in a browser" if args.env else f"open {url} in a browser")
             server.process.wait()
     except ConnectionError as exc:
         print(f"error: cannot reach the visdom server at {url}: {exc}. Start one "

@@ -5,6 +5,10 @@
 So the child runs ``serve`` below: visdom's own ``Application`` on a socket we bind ourselves, the
 port written to a file once it listens. No port is picked first and bound later, so parallel
 pytest processes cannot race for one.
+
+The same server serves visdom's web UI when its JS/CSS files are installed
+(``python -m pytest_modelviz.visdom.assets install``); without them the page is blank and
+``VisdomServer.ui_note`` says how to install them.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Sequence
 
 from pytest_modelviz.errors import SinkError
+from pytest_modelviz.visdom.assets import ui_note
 
 if TYPE_CHECKING:
     from pytest_modelviz.session import ModelvizSession
@@ -30,6 +36,10 @@ SERVER_DIR = "visdom-server"  # under the run folder: the server's -env_path, on
 START_DEADLINE_S = 60.0
 
 
+class VisdomUIWarning(UserWarning):
+    """The server runs and takes data, but its web page will not load (files to install)."""
+
+
 @dataclass
 class VisdomServer:
     process: subprocess.Popen[bytes]
@@ -37,6 +47,7 @@ class VisdomServer:
     env_path: Path
     log_path: Path
     _log: IO[bytes]
+    ui_note: str | None = None  # why the web UI will not load and how to fix it; None: it will
 
     @property
     def url(self) -> str:
@@ -73,8 +84,9 @@ def start_server(env_path: Path, *, port: int = 0, deadline_s: float = START_DEA
     process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + deadline_s
     try:
+        note = ui_note()
         bound = _wait_for_port(process, port_file, deadline)
-        server = VisdomServer(process, bound, env_path, log_path, log)
+        server = VisdomServer(process, bound, env_path, log_path, log, note)
         _wait_until_answering(server, deadline)
     except BaseException:
         process.kill()
@@ -155,6 +167,9 @@ def session_server(session: ModelvizSession) -> VisdomServer:
         session.add_finalizer(lambda: _SERVERS.pop(key, None))
         raise
     _SERVERS[key] = (session, server)
+    if server.ui_note is not None:
+        # Once per server, not per test: the data API works, only the page a person opens does not.
+        warnings.warn(VisdomUIWarning(f"{server.url}: {server.ui_note}"), stacklevel=2)
 
     def stop() -> None:
         _SERVERS.pop(key, None)
@@ -193,6 +208,7 @@ def serve(env_path: Path, port: int, port_file: Path | None) -> None:
         server = httpserver.HTTPServer(app, max_buffer_size=1024**3)
         server.add_sockets(sockets)
         print(f"visdom server on http://{LOOPBACK}:{bound} (env_path {env_path})", flush=True)
+        print(ui_note() or f"web UI: http://{LOOPBACK}:{bound}/", flush=True)
         if port_file is not None:
             tmp = port_file.with_name(port_file.name + ".tmp")
             tmp.write_text(str(bound), encoding="utf-8")

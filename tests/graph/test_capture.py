@@ -25,7 +25,7 @@ def test_convnet_nodes_edges_params_and_macs() -> None:
     conv2 = g.node("conv2")
     assert conv2.target == "torch.nn.Conv2d"
     assert dict(conv2.args)["0"] == "16" and dict(conv2.args)["1"] == "32"
-    assert dict(conv2.args)["2"] == "(3, 3)"  # required constructor arguments are positional
+    assert dict(conv2.args)["kernel_size"] == "(3, 3)"  # geometry is always named
     assert dict(conv2.args)["padding"] == "(1, 1)"
     assert "stride" not in dict(conv2.args)  # at its default
     assert str(conv2.inputs[0]) == "[1, 16, 14, 14] float32"

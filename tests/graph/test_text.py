@@ -22,7 +22,7 @@ def test_layout_header_and_one_node_per_line(convnet_text: str) -> None:
     assert "inputs: x [1, 1, 28, 28] float32" in lines
     assert "totals: params=20,490  trainable=20,490  frozen=0  buffers=0  macs=1,031,744" in lines
     assert (
-        "4  conv2  torch.nn.Conv2d(16, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))  "
+        "4  conv2  torch.nn.Conv2d(16, 32, kernel_size=(3, 3), padding=(1, 1))  "
         "[1, 16, 14, 14] float32 -> [1, 32, 14, 14] float32  params=4,640  macs=903,168  <- 3"
     ) in lines
     assert "    param conv2.weight [32, 16, 3, 3] float32" in lines

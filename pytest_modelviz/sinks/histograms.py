@@ -17,15 +17,16 @@ if TYPE_CHECKING:
 
 DEFAULT_BINS = 64
 _MOMENTS = 4  # min, max, sum, sum of squares
+_CHUNK = 1 << 22  # values binned at a time on the CPU, bounding the temporary bin indices
 
 
 def device_histograms(tensors: Sequence[torch.Tensor], bins: int = DEFAULT_BINS) -> list[Histogram]:
     """One ``Histogram`` per tensor (empty tensors give an empty histogram). Values must be finite.
 
     On the CPU the ranges the tensors are binned over are read first (reading them costs nothing
-    there) so ``torch.histc`` makes one pass; elsewhere ``histc`` with ``min == max == 0`` bins over the
-    data's own range without a round trip. Where every value is equal the range is widened to
-    ``[v - 1, v + 1]``, as ``histc`` does.
+    there) and the values are binned with ``bincount`` (see ``_cpu_counts``); elsewhere ``histc``
+    with ``min == max == 0`` bins over the data's own range without a round trip. Where every
+    value is equal the range is widened to ``[v - 1, v + 1]``, as ``histc`` does.
     """
     import torch
 
@@ -46,12 +47,28 @@ def device_histograms(tensors: Sequence[torch.Tensor], bins: int = DEFAULT_BINS)
         elif i in ranges:
             lo, hi = ranges[i]
             lo, hi = (lo - 1.0, hi + 1.0) if lo == hi else (lo, hi)
-            counts = torch.histc(flat, bins=bins, min=lo, max=hi)
+            counts = _cpu_counts(flat, lo, hi, bins)
         else:
             counts = torch.histc(flat, bins=bins)
         rows.append(torch.cat([moments[i], counts]))
     host = _to_host(rows)
     return [_histogram(values, t.numel(), bins) for values, t in zip(host, tensors)]
+
+
+def _cpu_counts(flat: torch.Tensor, lo: float, hi: float, bins: int) -> torch.Tensor:
+    """What ``torch.histc(flat, bins, lo, hi)`` counts, several times faster on the CPU: each
+    value's bin index ``(v - lo) * bins / (hi - lo)`` truncated, counted by ``bincount``; ``hi``
+    itself lands in bin ``bins`` and is folded into the last bin, as ``histc`` and numpy do."""
+    import torch
+
+    scale = bins / (hi - lo)
+    if scale > 1e30:  # a range too narrow for float32 indices
+        return torch.histc(flat, bins=bins, min=lo, max=hi)
+    out = torch.zeros(bins + 1, dtype=torch.int64)
+    for part in flat.split(_CHUNK):
+        out += torch.bincount((part - lo).mul_(scale).to(torch.int32), minlength=bins + 1)
+    out[bins - 1] += out[bins]
+    return out[:bins].float()
 
 
 def _to_host(rows: list[torch.Tensor]) -> list[list[float]]:

@@ -114,7 +114,9 @@ class VisdomSink:
         import numpy as np
 
         points = principal_components(features.detach().cpu().double().numpy(), 2)
-        opts: dict[str, Any] = {"title": f"{tag} (step {step})", "xlabel": "PC 1", "ylabel": "PC 2", "markersize": 5}
+        opts: dict[str, Any] = {
+            "title": f"{tag} (step {step})", "xlabel": "PC 1", "ylabel": "PC 2", "markersize": 5,
+        }
         classes = None
         if labels is not None:
             if len(labels) != len(points):

@@ -65,7 +65,8 @@ def test_short_train_projects_the_first_batch_at_the_last_step(tmp_path: Path) -
     model = result.model.eval()
     with torch.no_grad():
         expected = torch.nn.functional.max_pool2d(torch.relu(model.bn(model.conv(x))), 2).flatten(1)
-    np.testing.assert_allclose(np.loadtxt(tmp_path / last.tensor_path, delimiter="\t"), expected.numpy(), rtol=1e-5, atol=1e-6)
+    tensors = np.loadtxt(tmp_path / last.tensor_path, delimiter="\t")
+    np.testing.assert_allclose(tensors, expected.numpy(), rtol=1e-5, atol=1e-6)
     assert (tmp_path / last.metadata_path).read_text().split() == [str(v) for v in y.tolist()]
     assert list(last.sprite.single_image_dim) == [8, 8]
 

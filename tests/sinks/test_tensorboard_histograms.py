@@ -38,3 +38,22 @@ def test_integer_and_half_tensors_are_binned_as_float() -> None:
 def test_bad_bins() -> None:
     with pytest.raises(ValueError, match="bins must be >= 1"):
         device_histograms([torch.zeros(2)], bins=0)
+
+
+def test_cpu_binning_counts_what_histc_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_modelviz.sinks import histograms
+
+    g = torch.Generator().manual_seed(1)
+    # Across chunks, with the maximum in the last bin and values on bin edges.
+    values = torch.cat([torch.randn(3 * 1000 + 7, generator=g), torch.arange(-4.0, 4.25, 0.25)])
+    lo, hi = values.min().item(), values.max().item()
+    monkeypatch.setattr(histograms, "_CHUNK", 1000)
+    [hist] = device_histograms([values], bins=32)
+    assert hist.counts == torch.histc(values, bins=32, min=lo, max=hi).tolist()
+    assert sum(hist.counts) == values.numel()
+
+
+def test_a_range_too_narrow_for_float32_indices_still_bins() -> None:
+    values = torch.tensor([1e-38, 1.5e-38, 2e-38])
+    [hist] = device_histograms([values], bins=4)
+    assert sum(hist.counts) == 3 and hist.counts[0] == 1 and hist.counts[-1] == 1

@@ -65,7 +65,7 @@ def _selects_only_gpu(markexpr: str) -> bool:
 
     try:
         expr = Expression.compile(markexpr)
-    except Exception:  # noqa: BLE001 - pytest reports a bad -m expression itself
+    except SyntaxError:  # pytest itself reports a bad -m expression, with its position
         return False
     return expr.evaluate(lambda name, **_: name == "gpu") and not expr.evaluate(lambda name, **_: False)
 

@@ -63,3 +63,11 @@ def test_gpu_tests_run_on_cuda(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(GPU_TESTS)
     result = pytester.runpytest("-m", "gpu")
     result.assert_outcomes(passed=1, deselected=1)
+
+
+def test_a_malformed_marker_expression_is_left_to_pytest(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(GPU_TESTS)
+    result = pytester.runpytest("-m", "gpu and (")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*Wrong expression passed to '-m': gpu and (*"])
+    result.stderr.no_fnmatch_line("*INTERNALERROR*")

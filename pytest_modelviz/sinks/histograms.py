@@ -17,7 +17,15 @@ if TYPE_CHECKING:
 
 DEFAULT_BINS = 64
 _MOMENTS = 4  # min, max, sum, sum of squares
-_CHUNK = 1 << 22  # values binned at a time on the CPU, bounding the temporary bin indices
+# Values binned at a time on the CPU: small enough that a chunk's scratch copies stay in the L2
+# cache between the passes over them, large enough that the per-call overhead stays small.
+_CHUNK = 1 << 17
+# CPU tensors up to this many values are binned together, one ``bincount`` for all of them: a
+# model's many biases and norm weights would otherwise cost more in per-call overhead than in work.
+_BATCHED = 1 << 14
+_BATCHED_TABLE = 1 << 20  # counts in that one bincount's table at most
+_INT16_MAX = (1 << 15) - 1
+_MAX_SCALE = 1e30  # beyond it the range is too narrow for float32 bin indices: ``histc`` bins it
 
 
 def device_histograms(tensors: Sequence[torch.Tensor], bins: int = DEFAULT_BINS) -> list[Histogram]:
@@ -40,35 +48,120 @@ def device_histograms(tensors: Sequence[torch.Tensor], bins: int = DEFAULT_BINS)
     # The CPU tensors' ranges in one conversion; elsewhere histc finds the range on the device.
     on_cpu = [i for i, f in enumerate(flats) if f.device.type == "cpu" and f.numel()]
     ranges = dict(zip(on_cpu, torch.stack([moments[i][:2] for i in on_cpu]).tolist())) if on_cpu else {}
+    ranges = {i: (lo - 1.0, hi + 1.0) if lo == hi else (lo, hi) for i, (lo, hi) in ranges.items()}
+    counts = _cpu_histograms(flats, ranges, bins)
     rows = []
     for i, flat in enumerate(flats):
         if flat.numel() == 0:
-            counts = flat.new_zeros(bins)
-        elif i in ranges:
-            lo, hi = ranges[i]
-            lo, hi = (lo - 1.0, hi + 1.0) if lo == hi else (lo, hi)
-            counts = _cpu_counts(flat, lo, hi, bins)
+            row_counts = flat.new_zeros(bins)
+        elif i in counts:
+            row_counts = counts[i]
         else:
-            counts = torch.histc(flat, bins=bins)
-        rows.append(torch.cat([moments[i], counts]))
+            row_counts = torch.histc(flat, bins=bins)
+        rows.append(torch.cat([moments[i], row_counts]))
     host = _to_host(rows)
     return [_histogram(values, t.numel(), bins) for values, t in zip(host, tensors)]
 
 
-def _cpu_counts(flat: torch.Tensor, lo: float, hi: float, bins: int) -> torch.Tensor:
+def _cpu_histograms(flats: list[torch.Tensor], ranges: dict[int, tuple[float, float]],
+                    bins: int) -> dict[int, torch.Tensor]:
+    """The float32 counts of the CPU tensors ``ranges`` names, each binned over its range."""
+    import torch
+
+    counts = {}
+    small, large = [], []
+    for i, (lo, hi) in ranges.items():
+        if bins / (hi - lo) > _MAX_SCALE:
+            counts[i] = torch.histc(flats[i], bins=bins, min=lo, max=hi)
+        else:
+            (small if flats[i].numel() <= _BATCHED else large).append(i)
+    group = max(1, _BATCHED_TABLE // (bins + 1))  # tensors per bincount, bounding its table
+    for first in range(0, len(small), group):
+        batch = small[first:first + group]
+        counts.update(zip(batch, _batched_counts([flats[i] for i in batch], [ranges[i] for i in batch], bins)))
+    if large:
+        scratch = _Scratch(max(flats[i].numel() for i in large), bins)
+        for i in large:
+            counts[i] = _cpu_counts(flats[i], *ranges[i], bins, scratch)
+    return counts
+
+
+def _bin_indices(values: torch.Tensor, lo: float | torch.Tensor, scale: float | torch.Tensor,
+                 out: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
+    """Each value's bin ``(v - lo) * scale`` in float32, truncated by the copy into ``out``; the
+    top of the range lands in bin ``bins``. Every path bins with exactly this arithmetic."""
+    import torch
+
+    return out.copy_(torch.sub(values, lo, out=scratch).mul_(scale))
+
+
+def _fold(counts: torch.Tensor, bins: int) -> torch.Tensor:
+    """``bins + 1`` counts (the last one: values equal to the top of the range) as ``bins`` float
+    counts, the top folded into the last bin as ``histc`` and numpy do."""
+    counts[..., bins - 1] += counts[..., bins]
+    return counts[..., :bins].float()
+
+
+def _batched_counts(flats: list[torch.Tensor], ranges: list[tuple[float, float]], bins: int) -> list[torch.Tensor]:
+    """``_cpu_counts`` of many small tensors at once: each value's bin is offset by its tensor's
+    position times ``bins + 1``, so one ``bincount`` counts every tensor's bins side by side."""
+    import torch
+
+    width = bins + 1
+    sizes = torch.tensor([f.numel() for f in flats])
+    lows = torch.tensor([lo for lo, _ in ranges], dtype=torch.float64)
+    scales = torch.tensor([bins / (hi - lo) for lo, hi in ranges], dtype=torch.float64)
+    # Rounded to float32 exactly as a Python scalar is in ``sub`` and ``mul_``.
+    lows, scales = (torch.repeat_interleave(v.float(), sizes) for v in (lows, scales))
+    values = torch.cat(flats)
+    indices = _bin_indices(values, lows, scales, torch.empty(values.numel(), dtype=torch.int32), values)
+    indices += torch.repeat_interleave(torch.arange(0, len(flats) * width, width, dtype=torch.int32), sizes)
+    table = torch.bincount(indices, minlength=len(flats) * width).view(len(flats), width)
+    return list(_fold(table, bins).unbind())
+
+
+class _Scratch:
+    """Buffers reused by every chunk of every large tensor: fresh ones would cost page faults."""
+
+    def __init__(self, numel: int, bins: int) -> None:
+        import torch
+
+        width = bins + 1  # bin ``bins`` holds the values equal to the top of the range
+        self.paired = width * width <= _INT16_MAX
+        index_dtype = torch.int16 if width <= _INT16_MAX else torch.int32
+        self.values = torch.empty(min(numel, _CHUNK))
+        self.indices = torch.empty(min(numel, _CHUNK), dtype=index_dtype)
+        self.pairs = torch.empty(numel // 2 if self.paired else 0, dtype=index_dtype)
+
+
+def _cpu_counts(flat: torch.Tensor, lo: float, hi: float, bins: int, scratch: _Scratch) -> torch.Tensor:
     """What ``torch.histc(flat, bins, lo, hi)`` counts, several times faster on the CPU: each
     value's bin index ``(v - lo) * bins / (hi - lo)`` truncated, counted by ``bincount``; ``hi``
-    itself lands in bin ``bins`` and is folded into the last bin, as ``histc`` and numpy do."""
+    itself lands in bin ``bins`` and is folded into the last bin, as ``histc`` and numpy do.
+
+    ``bincount`` is a serial loop, so where the indices fit it counts pairs: the indices ``a`` of
+    a chunk's first half and ``b`` of its second half become one index ``a * (bins + 1) + b``, half
+    as many increments; the counts are the pair table's row sums plus its column sums."""
     import torch
 
     scale = bins / (hi - lo)
-    if scale > 1e30:  # a range too narrow for float32 indices
-        return torch.histc(flat, bins=bins, min=lo, max=hi)
-    out = torch.zeros(bins + 1, dtype=torch.int64)
-    for part in flat.split(_CHUNK):
-        out += torch.bincount((part - lo).mul_(scale).to(torch.int32), minlength=bins + 1)
-    out[bins - 1] += out[bins]
-    return out[:bins].float()
+    width = bins + 1
+    total = torch.zeros(width, dtype=torch.int64)
+    chunk = _CHUNK + _CHUNK % 2  # even, so each chunk's pairs follow the previous chunk's
+    for start in range(0, flat.numel(), chunk):
+        part = flat[start:start + chunk]
+        n = part.numel()
+        indices = _bin_indices(part, lo, scale, scratch.indices[:n], scratch.values[:n])
+        half = n // 2 if scratch.paired else 0
+        if half:
+            torch.add(indices[half:2 * half], indices[:half], alpha=width,
+                      out=scratch.pairs[start // 2:start // 2 + half])
+        if 2 * half < n:
+            total += torch.bincount(indices[2 * half:], minlength=width)
+    if scratch.paired and flat.numel() > 1:
+        table = torch.bincount(scratch.pairs[:flat.numel() // 2], minlength=width * width).view(width, width)
+        total += table.sum(0) + table.sum(1)
+    return _fold(total, bins)
 
 
 def _to_host(rows: list[torch.Tensor]) -> list[list[float]]:

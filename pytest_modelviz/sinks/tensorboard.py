@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from pytest_modelviz.artifacts import ArtifactDir
@@ -17,10 +18,34 @@ FINAL_LOSS_TAG = "hparam/final_loss"
 
 def open_writer(artifacts: ArtifactDir) -> SummaryWriter:
     """A ``SummaryWriter`` logging into the test's TensorBoard run folder."""
+    artifacts.tensorboard_dir.mkdir(parents=True, exist_ok=True)
+    return _writer_class()(logdir=str(artifacts.tensorboard_dir), flush_secs=5)
+
+
+@functools.lru_cache(maxsize=1)
+def _writer_class() -> type[SummaryWriter]:
     from tensorboardX import SummaryWriter
 
-    artifacts.tensorboard_dir.mkdir(parents=True, exist_ok=True)
-    return SummaryWriter(logdir=str(artifacts.tensorboard_dir), flush_secs=5)
+    class TestSummaryWriter(SummaryWriter):
+        """A ``SummaryWriter`` whose ``flush()`` leaves every logged event on disk.
+
+        tensorboardX's own ``flush()`` flushes the event file but not the queue its writer thread
+        drains, so a test that logs and then reads its run back could miss the last events. Here
+        ``flush()`` closes the event file, which drains the queue; the next write opens a new file
+        in the same run, named apart by a counter (tensorboardX names files by the second and the
+        host, so a second file in the same second would overwrite the first).
+        """
+
+        _flushes = 0
+
+        def flush(self) -> None:
+            if self.all_writers is None:
+                return
+            self.close()
+            self._flushes += 1
+            self._filename_suffix = f".{self._flushes}"
+
+    return TestSummaryWriter
 
 
 class TensorBoardSink:

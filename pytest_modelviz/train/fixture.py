@@ -33,10 +33,14 @@ def bind_short_train(
         all_sinks = list(sinks or [])
         if artifacts.persist:
             all_sinks.extend(_test_sinks(request, label, kwargs.get("seed", 0)))
-        result = short_train(model, data, device=chosen, log_every=every, sinks=all_sinks, name=label, **kwargs)
+        raise_on_nonfinite = kwargs.pop("raise_on_nonfinite", True)
+        result = short_train(model, data, device=chosen, log_every=every, sinks=all_sinks, name=label,
+                             raise_on_nonfinite=False, **kwargs)
         result.reporter = _check_reporter(artifacts, label)
         if artifacts.persist:
-            _record(artifacts, result)
+            _record(artifacts, result)  # before failing, so the report shows the steps up to the NaN
+        if raise_on_nonfinite and result.nonfinite is not None:
+            result.assert_finite()
         return result
 
     return bound

@@ -50,19 +50,21 @@ def short_train(
     writer: Any = None,
     name: str | None = None,
     stop_on_nonfinite: bool = True,
+    raise_on_nonfinite: bool = True,
     histogram_bins: int = 64,
     embedding: bool | str = False,
     embedding_every: int | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``steps`` optimizer steps on ``data`` and return a ``TrainResult``.
 
-    See ``docs/short_train.md`` for every argument; in short: ``data`` is a DataLoader, any iterable
+    See ``pytest_modelviz/docs/short_train.md`` for every argument; in short: ``data`` is a DataLoader, any iterable
     of ``(inputs, targets, ...)`` batches (cycled) or one ``(inputs, targets)`` batch; ``optimizer``
     is a factory ``lambda params: ...``, an optimizer class (with ``optimizer_kwargs``) or an
     instance. The run is seeded with ``seed`` and the caller's RNG states are restored afterwards.
     With ``stop_on_nonfinite`` (default) training stops at the first non-finite loss, output or
-    gradient, before that step's update; ``TrainResult.assert_finite`` then names the step and
-    parameter. ``embedding=True`` (or a module name, or ``embedding_every=N``) logs the features of
+    gradient, before that step's update, and with ``raise_on_nonfinite`` (default) ``short_train``
+    then fails right there with ``TrainResult.assert_finite``'s message naming the step and
+    parameter; with ``raise_on_nonfinite=False`` it returns and the test decides which checks run. ``embedding=True`` (or a module name, or ``embedding_every=N``) logs the features of
     the first batch to the sinks' embedding projector after the last step (and every N steps).
     """
     import torch
@@ -107,7 +109,7 @@ def short_train(
                 sink.close()
         after = fingerprints(_watched_tensors(model))
 
-    return TrainResult(
+    result = TrainResult(
         name=label,
         model=model,
         device=str(dev),
@@ -133,6 +135,10 @@ def short_train(
             autocast=autocast_ctx, grad_clip=grad_clip, seed=seed,
         ),
     )
+    if raise_on_nonfinite and result.nonfinite is not None:
+        # A NaN at step k fails at step k: no test passes because it forgot to call assert_finite.
+        result.assert_finite()
+    return result
 
 
 class _Run:

@@ -52,3 +52,15 @@ def test_missing_chromium_fails_with_install_hint(pytester: pytest.Pytester, mon
     result.stdout.fnmatch_lines(["*apt-get install -y chromium*MODELVIZ_SKIP_BROWSER=1*"])
     monkeypatch.setenv("MODELVIZ_SKIP_BROWSER", "1")
     pytester.runpytest_inprocess().assert_outcomes(skipped=1)
+
+
+def test_the_error_box_catches_console_errors_and_broken_resources(tmp_path: Path) -> None:
+    chromium = find_chromium()
+    report = write_report(make_run(tmp_path))
+    broken = report.with_name("broken.html")
+    injected = '<img src="no-such-picture.png"><script>console.error("boom from a script");</script>'
+    broken.write_text(report.read_text(encoding="utf-8").replace("</body>", injected + "</body>"), encoding="utf-8")
+    dom = dump_dom(chromium, broken, tmp_path / "profile")
+    assert '<div id="js-errors" hidden=""></div>' not in dom, "the page's own error detector saw nothing"
+    assert "boom from a script" in dom
+    assert "failed to load" in dom and "no-such-picture.png" in dom

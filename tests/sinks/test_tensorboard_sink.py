@@ -123,3 +123,25 @@ def test_one_event_holds_a_steps_scalars_and_one_its_histograms(tmp_path: Path) 
     acc = read_run(tmp_path)
     assert [(e.step, e.value) for e in acc.Scalars("train/grad_norm")] == [(1, 2.0)]
     assert [e.step for e in acc.Histograms("params/a")] == [0, 1]
+
+
+def test_tb_writer_flush_leaves_every_event_readable(tmp_path) -> None:  # noqa: ANN001
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    from pytest_modelviz.artifacts import ArtifactDir
+    from pytest_modelviz.sinks.tensorboard import open_writer
+
+    art = ArtifactDir("t::flush", tmp_path / "t", persist=True)
+    writer = open_writer(art)
+    try:
+        for round_, stop in enumerate((200, 260)):
+            for i in range(stop - 60 if round_ else 0, stop):
+                writer.add_scalar("x", float(i), i)
+            writer.flush()  # no sleep: everything logged so far is on disk now
+            acc = ea.EventAccumulator(str(art.tensorboard_dir), size_guidance={ea.SCALARS: 0})
+            acc.Reload()
+            assert [e.step for e in acc.Scalars("x")] == list(range(stop))
+        files = sorted(p.name for p in art.tensorboard_dir.iterdir())
+        assert len(files) == 2 and len(set(files)) == 2, "a flush never overwrites an earlier event file"
+    finally:
+        writer.close()

@@ -103,7 +103,7 @@ def test_nan_gradient_at_step_k_fails_at_k_naming_the_parameter(bad_step: int) -
         return grad * float("nan") if step == bad_step else grad
 
     model[2].weight.register_hook(poison)
-    result = short_train(model, blobs(), loss_fn=ce, optimizer=sgd, steps=10, device="cpu")
+    result = short_train(model, blobs(), loss_fn=ce, optimizer=sgd, steps=10, device="cpu", raise_on_nonfinite=False)
     assert result.steps_run == bad_step + 1  # stopped right there, before the poisoned update
     assert all(torch.isfinite(p).all() for p in model.parameters())
     with pytest.raises(AssertionError, match=rf"step {bad_step}: the gradient of 2.weight is non-finite.*non-finite gradients at that step: 2.weight\. "):
@@ -114,7 +114,8 @@ def test_nan_input_names_the_output() -> None:
     x, y = blobs(16)
     bad = x.clone()
     bad[0, 0] = float("nan")
-    result = short_train(mlp(), [(x, y), (x, y), (bad, y)], loss_fn=ce, optimizer=sgd, steps=6, device="cpu")
+    result = short_train(mlp(), [(x, y), (x, y), (bad, y)], loss_fn=ce, optimizer=sgd, steps=6, device="cpu",
+                         raise_on_nonfinite=False)
     assert result.steps_run == 3
     with pytest.raises(AssertionError, match=r"step 2: the model's output has NaN/Inf values"):
         result.assert_finite()
@@ -122,11 +123,25 @@ def test_nan_input_names_the_output() -> None:
         result.assert_loss_decreased(window=1)
 
 
+def test_by_default_a_nan_fails_short_train_itself_at_that_step() -> None:
+    x, y = blobs(16)
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    model = mlp()
+    seen = []
+    model.register_forward_hook(lambda m, i, o: seen.append(1))
+    with pytest.raises(AssertionError, match=r"step 2: the model's output has NaN/Inf values"):
+        short_train(model, [(x, y), (x, y), (bad, y)], loss_fn=ce, optimizer=sgd, steps=20, device="cpu")
+    assert len(seen) == 3, "training stopped at the non-finite step, not at the end"
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_keep_going_past_nonfinite_when_asked() -> None:
     x, y = blobs(16)
     bad = x.clone()
     bad[0, 0] = float("inf")
-    result = short_train(mlp(), [(x, y), (bad, y)], loss_fn=ce, optimizer=sgd, steps=4, device="cpu", stop_on_nonfinite=False)
+    result = short_train(mlp(), [(x, y), (bad, y)], loss_fn=ce, optimizer=sgd, steps=4, device="cpu",
+                         stop_on_nonfinite=False, raise_on_nonfinite=False)
     assert result.steps_run == 4
     with pytest.raises(AssertionError, match=r"step 1: the model's output"):
         result.assert_finite()

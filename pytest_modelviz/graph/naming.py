@@ -197,13 +197,11 @@ _SIGNATURES: dict[Any, inspect.Signature | None] = {}
 
 def _signature(func: Any) -> inspect.Signature | None:
     try:
+        if func not in _SIGNATURES:
+            _SIGNATURES[func] = _find_signature(func)
         return _SIGNATURES[func]
-    except KeyError:
-        pass
     except TypeError:  # unhashable callable: look it up every time
         return _find_signature(func)
-    sig = _SIGNATURES[func] = _find_signature(func)
-    return sig
 
 
 def _find_signature(func: Any) -> inspect.Signature | None:

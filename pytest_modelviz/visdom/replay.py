@@ -101,8 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot reach the visdom server at {url}: {exc}. Start one "
               "(python -m visdom.server) or pass --serve.", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt:  # Ctrl-C is how --serve is meant to end
+        print("stopping the visdom server", file=sys.stderr)
     finally:
         if server is not None:
             server.stop()

@@ -143,36 +143,33 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 # ---------------------------------------------------------------- one server per pytest process
 
-# id(session) -> (the session, its server or the error that stopped it from starting: not
-# retried). Holding the session keeps its id from being reused by a later one in this process.
-_SERVERS: dict[int, tuple[ModelvizSession, VisdomServer | SinkError]] = {}
+_SERVER_KEY = "visdom_server"  # in ModelvizSession.resources: the server, or why it did not start
 
 
 def session_server(session: ModelvizSession) -> VisdomServer:
     """This process's server for ``--modelviz-visdom=server``, started on first use.
 
     Each xdist worker starts its own (a free port each), so the controller never needs to hand
-    out a URL and a process whose tests never ask for visdom starts nothing.
+    out a URL and a process whose tests never ask for visdom starts nothing. A server that failed
+    to start is not retried: every later test gets the same error.
     """
-    key = id(session)
-    if key in _SERVERS and _SERVERS[key][0] is session:
-        found = _SERVERS[key][1]
-        if isinstance(found, SinkError):
-            raise found
+    found = session.resources.get(_SERVER_KEY)
+    if isinstance(found, SinkError):
+        raise found
+    if found is not None:
         return found
     try:
         server = start_server(_env_path_for(session))
     except SinkError as exc:
-        _SERVERS[key] = (session, exc)
-        session.add_finalizer(lambda: _SERVERS.pop(key, None))
+        session.resources[_SERVER_KEY] = exc
         raise
-    _SERVERS[key] = (session, server)
+    session.resources[_SERVER_KEY] = server
     if server.ui_note is not None:
         # Once per server, not per test: the data API works, only the page a person opens does not.
         warnings.warn(VisdomUIWarning(f"{server.url}: {server.ui_note}"), stacklevel=2)
 
     def stop() -> None:
-        _SERVERS.pop(key, None)
+        session.resources.pop(_SERVER_KEY, None)
         server.stop()
 
     session.add_finalizer(stop)

@@ -23,7 +23,7 @@ _CHUNK = 1 << 17
 # CPU tensors up to this many values are binned together, one ``bincount`` for all of them: a
 # model's many biases and norm weights would otherwise cost more in per-call overhead than in work.
 _BATCHED = 1 << 14
-_BATCHED_TABLE = 1 << 20  # counts in that one bincount's table at most
+_BATCHED_TABLE = 1 << 20  # at most this many counts in one batched bincount's table
 _INT16_MAX = (1 << 15) - 1
 _MAX_SCALE = 1e30  # beyond it the range is too narrow for float32 bin indices: ``histc`` bins it
 
@@ -108,14 +108,13 @@ def _batched_counts(flats: list[torch.Tensor], ranges: list[tuple[float, float]]
     import torch
 
     width = bins + 1
-    sizes = torch.tensor([f.numel() for f in flats])
-    lows = torch.tensor([lo for lo, _ in ranges], dtype=torch.float64)
-    scales = torch.tensor([bins / (hi - lo) for lo, hi in ranges], dtype=torch.float64)
-    # Rounded to float32 exactly as a Python scalar is in ``sub`` and ``mul_``.
-    lows, scales = (torch.repeat_interleave(v.float(), sizes) for v in (lows, scales))
     values = torch.cat(flats)
-    indices = _bin_indices(values, lows, scales, torch.empty(values.numel(), dtype=torch.int32), values)
-    indices += torch.repeat_interleave(torch.arange(0, len(flats) * width, width, dtype=torch.int32), sizes)
+    owner = torch.repeat_interleave(torch.tensor([f.numel() for f in flats]), output_size=values.numel())
+    # Rounded to float32 exactly as a Python scalar is in ``sub`` and ``mul_``.
+    lows = torch.tensor([lo for lo, _ in ranges], dtype=torch.float64).float()[owner]
+    scales = torch.tensor([bins / (hi - lo) for lo, hi in ranges], dtype=torch.float64).float()[owner]
+    indices = _bin_indices(values, lows, scales, torch.empty(values.numel(), dtype=torch.int64), values)
+    indices.add_(owner, alpha=width)
     table = torch.bincount(indices, minlength=len(flats) * width).view(len(flats), width)
     return list(_fold(table, bins).unbind())
 
@@ -129,8 +128,9 @@ class _Scratch:
         width = bins + 1  # bin ``bins`` holds the values equal to the top of the range
         self.paired = width * width <= _INT16_MAX
         index_dtype = torch.int16 if width <= _INT16_MAX else torch.int32
-        self.values = torch.empty(min(numel, _CHUNK))
-        self.indices = torch.empty(min(numel, _CHUNK), dtype=index_dtype)
+        self.chunk = _CHUNK + _CHUNK % 2  # even, so each chunk's pairs follow the previous chunk's
+        self.values = torch.empty(min(numel, self.chunk))
+        self.indices = torch.empty(min(numel, self.chunk), dtype=index_dtype)
         self.pairs = torch.empty(numel // 2 if self.paired else 0, dtype=index_dtype)
 
 
@@ -147,9 +147,8 @@ def _cpu_counts(flat: torch.Tensor, lo: float, hi: float, bins: int, scratch: _S
     scale = bins / (hi - lo)
     width = bins + 1
     total = torch.zeros(width, dtype=torch.int64)
-    chunk = _CHUNK + _CHUNK % 2  # even, so each chunk's pairs follow the previous chunk's
-    for start in range(0, flat.numel(), chunk):
-        part = flat[start:start + chunk]
+    for start in range(0, flat.numel(), scratch.chunk):
+        part = flat[start:start + scratch.chunk]
         n = part.numel()
         indices = _bin_indices(part, lo, scale, scratch.indices[:n], scratch.values[:n])
         half = n // 2 if scratch.paired else 0

@@ -40,17 +40,23 @@ def test_bad_bins() -> None:
         device_histograms([torch.zeros(2)], bins=0)
 
 
-def test_cpu_binning_counts_what_histc_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("bins", [32, 200])  # 200: too many bins to count pairs of int16 indices
+@pytest.mark.parametrize("batched", [0, 1 << 20], ids=["chunked", "batched"])
+def test_cpu_binning_counts_what_histc_counts(monkeypatch: pytest.MonkeyPatch, batched: int, bins: int) -> None:
     from pytest_modelviz.sinks import histograms
 
     g = torch.Generator().manual_seed(1)
-    # Across chunks, with the maximum in the last bin and values on bin edges.
-    values = torch.cat([torch.randn(3 * 1000 + 7, generator=g), torch.arange(-4.0, 4.25, 0.25)])
-    lo, hi = values.min().item(), values.max().item()
-    monkeypatch.setattr(histograms, "_CHUNK", 1000)
-    [hist] = device_histograms([values], bins=32)
-    assert hist.counts == torch.histc(values, bins=32, min=lo, max=hi).tolist()
-    assert sum(hist.counts) == values.numel()
+    # Across chunks (the last one odd), with the maximum in the last bin and values on bin edges.
+    values = torch.cat([torch.randn(3 * 1000 + 6, generator=g), torch.arange(-4.0, 4.25, 0.25)])
+    others = [torch.rand(17, generator=g), torch.full((3,), 2.0), torch.randn(1, generator=g)]
+    monkeypatch.setattr(histograms, "_CHUNK", 999)  # odd: chunks are rounded up to even
+    monkeypatch.setattr(histograms, "_BATCHED", batched)
+    monkeypatch.setattr(histograms, "_BATCHED_TABLE", 2 * (bins + 1))  # two tensors a bincount
+    for t, hist in zip([values, *others], device_histograms([values, *others], bins=bins)):
+        lo, hi = t.min().item(), t.max().item()
+        lo, hi = (lo - 1, hi + 1) if lo == hi else (lo, hi)
+        assert hist.counts == torch.histc(t, bins=bins, min=lo, max=hi).tolist()
+        assert sum(hist.counts) == t.numel()
 
 
 def test_a_range_too_narrow_for_float32_indices_still_bins() -> None:

@@ -125,14 +125,41 @@ class ArtifactDir:
 
 
 def read_records(test_dir: Path) -> list[dict[str, Any]]:
-    path = test_dir / RECORDS_FILE
+    return read_record_lines(test_dir / RECORDS_FILE)[0]
+
+
+def read_record_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The records in a ``modelviz.jsonl`` and how many lines could not be parsed."""
     if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            out.append(json.loads(line))
-    return out
+        return [], 0
+    records, bad = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            bad += 1  # a line cut short when a worker was killed mid-write
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            bad += 1
+    return records, bad
+
+
+def count_snapshot_changes(run_dir: Path) -> int:
+    """Snapshots that differed (failed, or were rewritten by ``--snapshot-update``) in this run.
+
+    Counted from the tests' records, so every xdist worker's snapshots are in it.
+    """
+    return sum(
+        1
+        for test_dir in run_dir.iterdir()
+        if test_dir.is_dir()
+        for record in read_records(test_dir)
+        if record.get("kind") in ("architecture", "params") and record.get("snapshot") in ("changed", "updated")
+    )
 
 
 def iter_files(root: Path) -> Iterator[Path]:

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import pytest
 
-from pytest_modelviz.artifacts import ArtifactDir, new_run_dir, safe_dirname
+from pytest_modelviz.artifacts import ArtifactDir, count_snapshot_changes, new_run_dir, safe_dirname
 from pytest_modelviz.settings import Settings
 
 WORKER_RUN_DIR = "modelviz_run_dir"  # key in xdist's workerinput
@@ -36,7 +36,6 @@ class ModelvizSession:
     scratch_dir: Path | None = None  # temporary root for artifacts without --modelviz
     started: float = field(default_factory=time.time)
     outcomes: dict[str, TestOutcome] = field(default_factory=dict)
-    snapshot_changes: int = 0
     _finalizers: list[Callable[[], None]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)  # run-level facts for the report
     resources: dict[str, Any] = field(default_factory=dict)  # session-wide objects, e.g. a server
@@ -88,7 +87,7 @@ class ModelvizSession:
         data = {
             "started": self.started,
             "finished": time.time(),
-            "snapshot_changes": self.snapshot_changes,
+            "snapshot_changes": count_snapshot_changes(self.run_dir),
             "extras": self.extras,
             "tests": [vars(o) for o in self.outcomes.values()],
         }

@@ -117,3 +117,32 @@ def test_xdist_workers_share_one_run_folder(pytester: pytest.Pytester) -> None:
     xml = (pytester.path / "junit.xml").read_text()
     assert xml.count("[[ATTACHMENT|") == 8
     assert os.path.isfile(xml.split("[[ATTACHMENT|")[1].split("]]")[0])
+
+
+@pytest.mark.slow
+def test_snapshot_changes_are_counted_from_every_workers_records(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        @pytest.mark.parametrize("status", ["changed", "updated", "matched", "created"])
+        def test_s(modelviz_artifacts, status):
+            modelviz_artifacts.record("architecture", name="Net", snapshot=status)
+            modelviz_artifacts.record("params", name="Net", snapshot=status)
+        """
+    )
+    pytester.runpytest_subprocess("--modelviz", "-n", "2").assert_outcomes(passed=4)
+    outcomes = json.loads((run_dir_of(pytester) / "outcomes.json").read_text())
+    assert outcomes["snapshot_changes"] == 4  # changed and updated, architecture and params
+
+
+def test_records_reader_skips_a_line_cut_short(tmp_path) -> None:
+    from pytest_modelviz.artifacts import RECORDS_FILE, count_snapshot_changes, read_record_lines
+
+    test_dir = tmp_path / "t"
+    test_dir.mkdir()
+    (test_dir / RECORDS_FILE).write_text(
+        '{"kind": "architecture", "snapshot": "changed"}\n{"kind": "params", "snap\n[1]\n', encoding="utf-8"
+    )
+    records, bad = read_record_lines(test_dir / RECORDS_FILE)
+    assert records == [{"kind": "architecture", "snapshot": "changed"}] and bad == 2
+    assert count_snapshot_changes(tmp_path) == 1

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pytest_modelviz.artifacts import RECORDS_FILE, TENSORBOARD_DIR, iter_files
+from pytest_modelviz.artifacts import RECORDS_FILE, TENSORBOARD_DIR, iter_files, read_record_lines
 from pytest_modelviz.report.model import (
     Architecture,
     Artifact,
@@ -84,26 +84,6 @@ def _read_outcomes(run_dir: Path, problems: list[str]) -> dict[str, Any]:
         problems.append(f"{OUTCOMES_FILE} could not be read ({exc}); showing test folders only")
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def read_record_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """The records in a ``modelviz.jsonl`` and how many lines could not be parsed."""
-    if not path.is_file():
-        return [], 0
-    records, bad = [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            bad += 1  # a line cut short when a worker was killed mid-write
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-        else:
-            bad += 1
-    return records, bad
 
 
 def load_test(run_dir: Path, *, nodeid: str, outcome: str, duration: float, dirname: str, message: str) -> TestView:

@@ -71,8 +71,6 @@ class GraphSnapshot:
         result = self._compare(label, text)
         failure: BaseException | None = None
         diff_text = ""
-        if result.status in ("changed", "updated"):
-            self._session.snapshot_changes += 1
         if result.stored is None and result.status == "changed":
             failure = AssertionError(self._missing_message(result))
             diff_text = str(failure)

@@ -106,7 +106,6 @@ def assert_param_snapshot(
         status = "created" if missing else "updated"
     else:
         status = "changed"
-        session.snapshot_changes += 1
         if missing:
             mismatches = [f"no stored snapshot at {shown}"]
     if format_error is not None:

@@ -51,7 +51,7 @@ def _test_sinks(request: pytest.FixtureRequest, label: str, seed: int) -> list[M
 
     # The test's own tb_writer, so what the test logs and what training logs share one run.
     out: list[MetricSink] = [TensorBoardSink(request.getfixturevalue("tb_writer"), hparams={"model": label, "seed": seed})]
-    if importlib.util.find_spec("pytest_modelviz.sinks.visdom") is not None and importlib.util.find_spec("visdom"):
+    if importlib.util.find_spec("visdom") is not None:  # visdom is an extra
         from pytest_modelviz.sinks.visdom import VisdomSink
 
         out.append(VisdomSink(request.getfixturevalue("visdom_client")))

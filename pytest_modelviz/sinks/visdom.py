@@ -1,12 +1,19 @@
 """``MetricSink`` on a visdom client: one window per tag, with window ids derived from the tag,
-so a rerun or a replay redraws the same windows instead of adding random ones."""
+so a rerun or a replay redraws the same windows instead of adding random ones.
+
+Every call to the visdom client is a JSON encoding, a write to the event log and, with a server, an
+HTTP post: with ``flush_secs`` (what ``short_train``'s fixture uses) a training step only buffers
+(new line points, the latest histogram and heatmap of each tag), and the buffered windows are sent
+together every ``flush_secs`` and at ``close``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import html
 import re
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+import time
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from pytest_modelviz.sinks.base import Histogram
 
@@ -15,6 +22,7 @@ if TYPE_CHECKING:
     import torch
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+FLUSH_SECS = 2.0  # what short_train's fixture buffers for: windows are sent this often, and at close
 
 
 def window_id(kind: str, tag: str) -> str:
@@ -50,39 +58,71 @@ def principal_components(features: np.ndarray, k: int) -> np.ndarray:
 class VisdomSink:
     """Logs to ``client``'s env: ``scalars`` as one appended line per tag, ``histogram`` as bars
     of the latest counts, ``image_grid`` as an image, ``embedding`` as a scatter of its first two
-    principal components, ``heatmap`` and ``text`` as themselves."""
+    principal components, ``heatmap`` and ``text`` as themselves.
 
-    def __init__(self, client: Any) -> None:
+    By default every call is sent when made. With ``flush_secs`` > 0, lines, histograms and
+    heatmaps are buffered and sent every ``flush_secs`` and at ``close`` (``flush`` sends them
+    now), and the other calls are sent when made.
+    """
+
+    def __init__(self, client: Any, flush_secs: float = 0.0) -> None:
         self.client = client
+        self.flush_secs = flush_secs
         self._lines: set[str] = set()  # line windows this sink has created
+        self._points: dict[str, list[tuple[int, float]]] = {}  # tag -> line points not yet sent
+        self._latest: dict[str, Callable[[], None]] = {}  # window -> the call drawing its latest state
+        self._flushed = time.monotonic()
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
-        import numpy as np
-
         for tag, value in values.items():
-            win = window_id("line", tag)
-            first = win not in self._lines
-            # The first point creates the window with its layout (title, axis labels); later
-            # points only append, since visdom drops the layout of appends.
-            self.client.line(
-                Y=np.asarray([float(value)]),
-                X=np.asarray([int(step)]),
-                win=win,
-                update=None if first else "append",
-                opts={"title": tag, "xlabel": "step", "ylabel": tag.rsplit("/", 1)[-1]},
-            )
-            self._lines.add(win)
+            self._points.setdefault(tag, []).append((int(step), float(value)))
+        self._flush_if_due()
 
     def histogram(self, step: int, tag: str, hist: Histogram) -> None:
+        if len(hist.edges) != len(hist.counts) + 1 or len(hist.counts) == 0:
+            raise ValueError(
+                f"histogram {tag!r} at step {step}: needs len(edges) == len(counts) + 1 and at "
+                f"least one bin, got {len(hist.edges)} edges and {len(hist.counts)} counts"
+            )
+        # The window shows one step: only the latest histogram of a tag is ever sent.
+        self._latest[window_id("hist", tag)] = lambda: self._send_histogram(step, tag, hist)
+        self._flush_if_due()
+
+    def flush(self) -> None:
+        """Send every buffered line point, histogram and heatmap."""
+        points, self._points = self._points, {}
+        latest, self._latest = self._latest, {}
+        self._flushed = time.monotonic()
+        for tag, pairs in points.items():
+            self._send_line(tag, pairs)
+        for send in latest.values():
+            send()
+
+    def _flush_if_due(self) -> None:
+        if time.monotonic() - self._flushed >= self.flush_secs:
+            self.flush()
+
+    def _send_line(self, tag: str, pairs: list[tuple[int, float]]) -> None:
+        import numpy as np
+
+        win = window_id("line", tag)
+        first = win not in self._lines
+        # The first points create the window with its layout (title, axis labels); later points
+        # only append, since visdom drops the layout of appends.
+        self.client.line(
+            Y=np.asarray([v for _, v in pairs], dtype=float),
+            X=np.asarray([s for s, _ in pairs]),
+            win=win,
+            update=None if first else "append",
+            opts={"title": tag, "xlabel": "step", "ylabel": tag.rsplit("/", 1)[-1]},
+        )
+        self._lines.add(win)
+
+    def _send_histogram(self, step: int, tag: str, hist: Histogram) -> None:
         import numpy as np
 
         edges = np.asarray(hist.edges, dtype=float)
         counts = np.asarray(hist.counts, dtype=float)
-        if len(edges) != len(counts) + 1 or len(counts) == 0:
-            raise ValueError(
-                f"histogram {tag!r} at step {step}: needs len(edges) == len(counts) + 1 and at "
-                f"least one bin, got {len(edges)} edges and {len(counts)} counts"
-            )
         centers = (edges[:-1] + edges[1:]) / 2
         # One bar chart per tag showing the latest step; the step is in the title.
         self.client.bar(
@@ -100,10 +140,17 @@ class VisdomSink:
         )
 
     def heatmap(self, step: int, tag: str, matrix: torch.Tensor) -> None:
+        """Sent as given: visdom's client walks every value in Python, so pass a small matrix
+        (``short_train`` passes its first 2-D weight block-averaged to at most 32 x 32)."""
         if matrix.dim() != 2:
             raise ValueError(f"heatmap {tag!r} at step {step}: needs a 2-D matrix, got shape {tuple(matrix.shape)}")
+        values = matrix.detach().float().to("cpu", copy=True).numpy()  # as it is now, not at the flush
+        self._latest[window_id("heatmap", tag)] = lambda: self._send_heatmap(step, tag, values)
+        self._flush_if_due()
+
+    def _send_heatmap(self, step: int, tag: str, values: np.ndarray) -> None:
         self.client.heatmap(
-            X=matrix.detach().cpu().float().numpy(),
+            X=values,
             win=window_id("heatmap", tag),
             opts={"title": f"{tag} (step {step})"},
         )
@@ -136,4 +183,5 @@ class VisdomSink:
         )
 
     def close(self) -> None:
-        """Nothing to flush: every call is sent (or logged) when made."""
+        """Send what is buffered (nothing is, with ``flush_secs=0``)."""
+        self.flush()

@@ -1,13 +1,17 @@
-"""visdom's web UI without a CDN: its third-party JS, CSS and fonts, taken from npm packages.
+"""visdom's web UI without a CDN, in a folder of pytest-modelviz's own: visdom's page files, plus
+the third-party JS, CSS and fonts it loads, taken from npm packages.
 
     python -m pytest_modelviz.visdom.assets install   # fetch (once, cached) and write them
     python -m pytest_modelviz.visdom.assets check     # list what is missing; exit 1 if anything is
 
-visdom ships only its own ``index.html`` and ``main.js``; ``python -m visdom.server`` downloads the
-rest from CDNs (``visdom.server.build.download_scripts``) and, offline, serves a blank page. Every
-one of those files is also in an npm package, and the npm registry is reachable where CDNs are
-not, so ``install`` takes them from ``npm pack`` tarballs and writes them under the names
-``download_scripts`` uses, then writes ``static/version.built`` so visdom never tries its CDN.
+visdom ships only its own ``index.html``, ``main.js`` and style sheets; ``python -m visdom.server``
+downloads the rest from CDNs into the installed package (``visdom.server.build.download_scripts``)
+and, offline, serves a blank page. Every one of those files is also in an npm package, and the npm
+registry is reachable where CDNs are not, so ``install`` takes them from ``npm pack`` tarballs and
+writes them, under the names ``download_scripts`` uses, next to a copy of visdom's own page files in
+``ui_dir()`` (one folder per visdom version, outside every installed package). The server this
+plugin starts (``pytest_modelviz.visdom.server``) serves its static files from there. Nothing is
+ever written into visdom's package: it may be read-only, and pip keeps a record of its files.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from pytest_modelviz.errors import SinkError
+from pytest_modelviz.errors import SinkError, install_hint
 
 INSTALL_COMMAND = "python -m pytest_modelviz.visdom.assets install"
-BUILT_FILE = "version.built"
-MATHJAX = "js/mathjax/2.7.5"
+BUILT_FILE = "version.built"  # written last by install: the folder is complete for this visdom
+UI_DIR_ENV = "MODELVIZ_VISDOM_UI_DIR"  # where the per-version UI folders go (default: the user cache)
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class Asset:
     package: str
     version: str
     source: str  # path inside the tarball's ``package/`` folder
-    target: str  # path under visdom's ``static/`` folder, as ``download_scripts`` names it
+    target: str  # path under the UI folder, as ``download_scripts`` names it under visdom's static/
 
     @property
     def spec(self) -> str:
@@ -49,7 +54,8 @@ class Asset:
 _BS = ("bootstrap", "3.3.7")
 _GLYPHS = "glyphicons-halflings-regular"
 
-ASSETS: tuple[Asset, ...] = (
+# What every visdom release's page loads (download_scripts of 0.2.4 and 0.3.0 agree on these).
+_COMMON: tuple[Asset, ...] = (
     Asset("jquery", "3.1.1", "dist/jquery.min.js", "js/jquery.min.js"),
     Asset(*_BS, "dist/js/bootstrap.min.js", "js/bootstrap.min.js"),
     Asset("react", "16.2.0", "umd/react.production.min.js", "js/react-react.min.js"),
@@ -62,8 +68,6 @@ ASSETS: tuple[Asset, ...] = (
     Asset("d3", "3.5.17", "d3.min.js", "js/d3.v3.min.js"),
     Asset("d3-selection-multi", "1.0.1", "build/d3-selection-multi.js", "js/d3-selection-multi.v1.js"),
     Asset("save-svg-as-png", "1.4.17", "lib/saveSvgAsPng.js", "js/saveSvgAsPng.js"),
-    Asset("react-resizable", "1.4.6", "css/styles.css", "css/react-resizable-styles.css"),
-    Asset("react-grid-layout", "0.16.3", "css/styles.css", "css/react-grid-layout-styles.css"),
     Asset(*_BS, "dist/css/bootstrap.min.css", "css/bootstrap.min.css"),
     Asset("classnames", "2.2.5", "index.js", "fonts/classnames"),
     Asset(*_BS, f"dist/fonts/{_GLYPHS}.eot", f"fonts/{_GLYPHS}.eot"),
@@ -73,8 +77,14 @@ ASSETS: tuple[Asset, ...] = (
     # download_scripts keeps the URL fragment in the file name; browsers ask for the plain name.
     Asset(*_BS, f"dist/fonts/{_GLYPHS}.svg", f"fonts/{_GLYPHS}.svg#glyphicons_halflingsregular"),
     Asset(*_BS, f"dist/fonts/{_GLYPHS}.svg", f"fonts/{_GLYPHS}.svg"),
+)
+
+_VISDOM_0_2: tuple[Asset, ...] = (
+    *_COMMON,
+    Asset("react-resizable", "1.4.6", "css/styles.css", "css/react-resizable-styles.css"),
+    Asset("react-grid-layout", "0.16.3", "css/styles.css", "css/react-grid-layout-styles.css"),
     *(
-        Asset("mathjax", "2.7.5", path, f"{MATHJAX}/{path}")
+        Asset("mathjax", "2.7.5", path, f"js/mathjax/2.7.5/{path}")
         for path in (
             "MathJax.js",
             "config/Safe.js",
@@ -87,6 +97,22 @@ ASSETS: tuple[Asset, ...] = (
         )
     ),
 )
+
+# visdom 0.3 moved to newer grid/resize style sheets and MathJax 3 (one combined file).
+_VISDOM_0_3: tuple[Asset, ...] = (
+    *_COMMON,
+    Asset("react-resizable", "3.1.3", "css/styles.css", "css/react-resizable-styles.css"),
+    Asset("react-grid-layout", "2.2.3", "css/styles.css", "css/react-grid-layout-styles.css"),
+    Asset("mathjax", "3.2.2", "es5/tex-mml-svg.js", "js/mathjax/3.2.2/es5/tex-mml-svg.js"),
+)
+
+
+def assets_for(version: str) -> tuple[Asset, ...]:
+    """The files the page of visdom ``version`` loads: 0.2.x, or 0.3 and later (which ``check``
+    verifies against that release's own ``index.html``)."""
+    parts = [int(p) for p in re.findall(r"\d+", version)[:2]]
+    return _VISDOM_0_3 if len(parts) == 2 and tuple(parts) >= (0, 3) else _VISDOM_0_2
+
 
 # The registry's sha512 of each tarball (``npm view <spec> dist.integrity``): npm checks a
 # download against it, and this checks the cached copy, which is reused without npm.
@@ -101,9 +127,12 @@ INTEGRITY: dict[str, str] = {
     "plotly.js-dist-min@2.11.1": "F9WWNht0D3yBLZGHbLoJNfvplXvy+GUPSsA/lCbMuYd/UwzSu6Vmyprxlps9Einw1LDS1hYBrJeioK0lE3ieXA==",
     "react@16.2.0": "ZmIomM7EE1DvPEnSFAHZn9Vs9zJl5A9H7el0EGTE6ZbW9FKe/14IYAlPbC8iH25YarEQxZL+E8VW7Mi7kfQrDQ==",
     "react-dom@16.2.0": "zpGAdwHVn9K0091d+hr+R0qrjoJ84cIBFL2uU60KvWBPfZ7LPSrfqviTxGHWN0sjPZb2hxWzMexwrvJdKePvjg==",
+    "mathjax@3.2.2": "Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==",
     "react-grid-layout@0.16.3": "ytP92EqUjqcFhGzvdeKrK610dQ04GdFwRCWtD6PoeL5wR3liETcFISO7k8RBqnosV86JtXf/DwIfrL0COLs0gg==",
+    "react-grid-layout@2.2.3": "OAEJHBxmfuxQfVtZwRzmsokijGlBgzYIJ7MUlLk/VSa43SaGzu15w5D0P2RDrfX5EvP9POMbL6bFrai/huDzbQ==",
     "react-modal@3.1.10": "7b77AGWCkdg0YOf/qcYIGCpuwbxRwOA8P3UrUovk4grUNv+idOmHovJAx/Dcd3fuwHtgixxVjpcjVG60985MSA==",
     "react-resizable@1.4.6": "4zLORO51u0/mlDsrVCAA4p266d+3mb2ZMNdiWOotAh/PdnfrRzZhgePmKE08PSQatXVIfMjmyD+Sapay8tmxdQ==",
+    "react-resizable@3.1.3": "liJBNayhX7qA4tBJiBD321FDhJxgGTJ07uzH5zSORXoE8h7PyEZ8mLqmosST7ppf6C4zUsbd2gzDMmBCfFp9Lw==",
     "save-svg-as-png@1.4.17": "7QDaqJsVhdFPwviCxkgHiGm9omeaMBe1VKbHySWU6oFB2LtnGCcYS13eVoslUgq6VZC6Tjq/HddBd1K6p2PGpA==",
     "sjcl@1.0.7": "xQbiwKfiAj6vyk44ANJ5RRymALRdRZOuRoKNYkWUU404p/RFXmMaay1Z5vRn30GJjkD+psox4Jd38jZojSuNYA==",
 }
@@ -120,25 +149,38 @@ _FONT_MAGIC: dict[str, tuple[int, bytes]] = {
 # ---------------------------------------------------------------- where things are
 
 
-def default_static_dir() -> Path:
-    """The ``static`` folder of the installed visdom package (found without importing it)."""
+def visdom_static_dir() -> Path:
+    """The ``static`` folder of the installed visdom package (found without importing it); only
+    ever read: its page files are copied into the UI folder."""
     spec = importlib.util.find_spec("visdom")
     if spec is None or not spec.submodule_search_locations:
-        raise SinkError("visdom is not installed; pip install 'pytest-modelviz[visdom]' first")
+        raise SinkError(f"visdom is not installed: {install_hint('visdom')}")
     return Path(next(iter(spec.submodule_search_locations))) / "static"
 
 
 def visdom_version() -> str:
     """What ``visdom.__version__`` is: the installed package's VERSION file, read as visdom does."""
     try:
-        return (default_static_dir().parent / "VERSION").read_text(encoding="utf-8").strip()
+        return (visdom_static_dir().parent / "VERSION").read_text(encoding="utf-8").strip()
     except OSError:
         return "no_version_file"
 
 
-def default_cache_dir() -> Path:
+def _user_cache() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "pytest-modelviz" / "npm"
+    return Path(base) / "pytest-modelviz"
+
+
+def default_cache_dir() -> Path:
+    return _user_cache() / "npm"
+
+
+def ui_dir(version: str | None = None) -> Path:
+    """The folder the web UI of visdom ``version`` (default: the installed one) is served from:
+    ``$MODELVIZ_VISDOM_UI_DIR/<version>``, else ``~/.cache/pytest-modelviz/visdom-ui/<version>``."""
+    base = os.environ.get(UI_DIR_ENV)
+    root = Path(base) if base else _user_cache() / "visdom-ui"
+    return root / (version or visdom_version())
 
 
 # ---------------------------------------------------------------- checking
@@ -169,11 +211,32 @@ def problem_with(data: bytes, target: str) -> str | None:
     return None
 
 
-def missing(static_dir: Path) -> list[str]:
-    """Each asset that is absent or broken in ``static_dir``, as ``target (why)``; [] when complete."""
+def page_files() -> list[str]:
+    """visdom's own page files (``index.html``, ``js/main.js``, ...), relative to its static folder:
+    what pip installed there (its record of visdom's files), not files others wrote into it."""
+    from importlib.metadata import PackageNotFoundError, files
+
+    static = visdom_static_dir()
+    try:
+        recorded = files("visdom")
+    except PackageNotFoundError:
+        recorded = None
+    if recorded:
+        prefix = "visdom/static/"
+        names = [f.as_posix()[len(prefix):] for f in recorded if f.as_posix().startswith(prefix)]
+    else:  # an install without a record of its files: take what is there
+        names = [p.relative_to(static).as_posix() for p in static.rglob("*") if p.is_file()]
+    # version.built is download_scripts' stamp (older set-ups wrote one there), not a page file.
+    return sorted(n for n in names if Path(n).name != BUILT_FILE and (static / n).is_file())
+
+
+def missing(folder: Path, version: str | None = None) -> list[str]:
+    """Each file of visdom ``version``'s page that is absent or broken in the UI ``folder``, as
+    ``name (why)``; [] when complete."""
+    version = version or visdom_version()
     found = []
-    for asset in ASSETS:
-        path = static_dir / asset.target
+    for asset in assets_for(version):
+        path = folder / asset.target
         try:
             why = problem_with(path.read_bytes(), asset.target)
         except FileNotFoundError:
@@ -182,21 +245,23 @@ def missing(static_dir: Path) -> list[str]:
             why = f"unreadable: {exc.strerror}"
         if why is not None:
             found.append(f"{asset.target} ({why})")
+    found.extend(f"{name} (missing, a copy of visdom's own)" for name in page_files()
+                 if not (folder / name).is_file())
     return found
 
 
-def ui_problems(static_dir: Path | None = None) -> list[str]:
-    """Everything that keeps visdom's page from working here: missing assets, a stale stamp and
-    a tornado that refuses the page. [] when the web UI will load."""
-    static_dir = static_dir or default_static_dir()
-    problems = missing(static_dir)
+def ui_problems(folder: Path | None = None) -> list[str]:
+    """Everything that keeps visdom's page from working when served from the UI ``folder``
+    (default ``ui_dir()``): missing files, a stamp of another visdom version and a tornado that
+    refuses the page. [] when the web UI will load."""
     version = visdom_version()
+    folder = folder or ui_dir(version)
+    problems = missing(folder, version)
     try:
-        built = (static_dir / BUILT_FILE).read_text(encoding="utf-8").strip()
+        built = (folder / BUILT_FILE).read_text(encoding="utf-8").strip()
     except OSError:
         built = None
     if built != version:
-        # Without it, visdom's own CLI retries the CDN download on every start.
         problems.append(f"{BUILT_FILE} ({'missing' if built is None else f'says {built!r}'}, visdom is {version})")
     problems.extend(_tornado_problems())
     return problems
@@ -217,10 +282,10 @@ def _tornado_problems() -> list[str]:
     return []
 
 
-def ui_note(static_dir: Path | None = None) -> str | None:
+def ui_note(folder: Path | None = None) -> str | None:
     """One line saying why the web UI will not load and how to fix it; None when it will."""
     try:
-        problems = ui_problems(static_dir)
+        problems = ui_problems(folder)
     except SinkError as exc:
         return str(exc)
     if not problems:
@@ -280,8 +345,8 @@ def fetch(spec: str, cache_dir: Path, npm: str | None = None) -> Path:
     return tarball
 
 
-def extract(tarball: Path, assets: Sequence[Asset], static_dir: Path) -> list[Path]:
-    """Write each asset's file from ``tarball`` into ``static_dir``; return the paths written."""
+def extract(tarball: Path, assets: Sequence[Asset], folder: Path) -> list[Path]:
+    """Write each asset's file from ``tarball`` into ``folder``; return the paths written."""
     wanted = {f"package/{asset.source}" for asset in assets}
     found: dict[str, bytes] = {}
     # One pass over the stream: looking members up by name would decompress it again per file.
@@ -299,7 +364,7 @@ def extract(tarball: Path, assets: Sequence[Asset], static_dir: Path) -> list[Pa
         why = problem_with(found[name], asset.target)
         if why is not None:
             raise SinkError(f"{asset.source} in {asset.spec} is {why}; cannot use it as {asset.target}")
-        written.append(_write_atomic(static_dir / asset.target, found[name]))
+        written.append(_write_atomic(folder / asset.target, found[name]))
     return written
 
 
@@ -311,18 +376,22 @@ def _write_atomic(path: Path, data: bytes) -> Path:
     return path
 
 
-def install(static_dir: Path | None = None, cache_dir: Path | None = None, npm: str | None = None) -> list[Path]:
-    """Fetch what is not cached, write every asset into ``static_dir`` and stamp it with
-    visdom's version. Returns the files written."""
-    static_dir = static_dir or default_static_dir()
+def install(folder: Path | None = None, cache_dir: Path | None = None, npm: str | None = None) -> list[Path]:
+    """Copy visdom's page files and every npm asset its page loads into the UI ``folder``
+    (default ``ui_dir()``), fetching what is not cached, and stamp it with visdom's version last,
+    so an interrupted install is never taken for a complete one. Returns the files written."""
+    version = visdom_version()
+    folder = folder or ui_dir(version)
     cache_dir = cache_dir or default_cache_dir()
+    (folder / BUILT_FILE).unlink(missing_ok=True)
+    static = visdom_static_dir()
+    written = [_write_atomic(folder / name, (static / name).read_bytes()) for name in page_files()]
     by_spec: dict[str, list[Asset]] = {}
-    for asset in ASSETS:
+    for asset in assets_for(version):
         by_spec.setdefault(asset.spec, []).append(asset)
-    written = []
     for spec, assets in by_spec.items():
-        written.extend(extract(fetch(spec, cache_dir, npm), assets, static_dir))
-    written.append(_write_atomic(static_dir / BUILT_FILE, visdom_version().encode("utf-8")))
+        written.extend(extract(fetch(spec, cache_dir, npm), assets, folder))
+    written.append(_write_atomic(folder / BUILT_FILE, version.encode("utf-8")))
     return written
 
 
@@ -332,31 +401,32 @@ def install(static_dir: Path | None = None, cache_dir: Path | None = None, npm: 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pytest_modelviz.visdom.assets",
-        description="Install or check visdom's web UI files (JS, CSS, fonts) from npm packages.",
+        description="Install or check visdom's web UI files (JS, CSS, fonts) in pytest-modelviz's own folder.",
     )
     parser.add_argument("action", choices=("install", "check"))
     parser.add_argument("--static-dir", type=Path, default=None,
-                        help="visdom's static folder (default: the installed visdom package's)")
+                        help=f"the UI folder (default ${UI_DIR_ENV}/<visdom version>, else "
+                        "~/.cache/pytest-modelviz/visdom-ui/<visdom version>)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help=f"where npm tarballs are kept between runs (default {default_cache_dir()})")
     args = parser.parse_args(argv)
     try:
-        static_dir = args.static_dir or default_static_dir()
+        folder = args.static_dir or ui_dir()
         if args.action == "install":
-            written = install(static_dir, args.cache_dir)
-            print(f"installed {len(written)} files for visdom's web UI into {static_dir}")
-        problems = ui_problems(static_dir)
+            written = install(folder, args.cache_dir)
+            print(f"installed {len(written)} files for visdom's web UI into {folder}")
+        problems = ui_problems(folder)
     except SinkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if problems:
-        print(f"visdom's web UI is incomplete in {static_dir}:")
+        print(f"visdom's web UI is incomplete in {folder}:")
         for problem in problems:
             print(f"  {problem}")
         print(f"fix: {INSTALL_COMMAND}" + (f" --static-dir {args.static_dir}" if args.static_dir else ""))
         return 1
     if args.action == "check":
-        print(f"visdom's web UI is complete in {static_dir} ({len(ASSETS)} files)")
+        print(f"visdom's web UI is complete in {folder} (visdom {visdom_version()})")
     return 0
 
 

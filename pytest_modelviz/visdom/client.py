@@ -15,6 +15,9 @@ from pytest_modelviz.errors import ModelvizUsageError
 
 DEFAULT_PORT = 8097  # visdom's own default, used for a URL without a port
 CONNECT_TIMEOUT_S = 3.0
+# A server that accepts connections and never answers is given up on this soon at first contact;
+# once it has answered, a slow reply (a large image) may take up to READ_TIMEOUT_S.
+FIRST_REPLY_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 60.0
 
 
@@ -64,11 +67,12 @@ def _client_class() -> type:
         """
 
         fell_back: bool = False
+        read_timeout_s: float = FIRST_REPLY_TIMEOUT_S  # raised by open_client once the server answered
 
         def _handle_post(self, url: str, data: Any = None) -> str:
             # visdom posts without a timeout: an unroutable host would hang the test for minutes.
             reply = self.session.post(url, data={} if data is None else data,
-                                      timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+                                      timeout=(CONNECT_TIMEOUT_S, self.read_timeout_s))
             return reply.text
 
         def _send(self, msg: dict, endpoint: str = "events", quiet: bool = False,
@@ -111,7 +115,7 @@ def connect(address: ServerAddress, cls: type | None = None, **kwargs: Any) -> A
 
 def open_client(address: ServerAddress | None, env: str, log_path: Path) -> Any:
     """A client for ``env`` logging to ``log_path``: offline when ``address`` is None, else
-    connected (or fallen back to offline with a ``VisdomFallbackWarning``)."""
+    connected (or fallen back to offline with a ``VisdomFallbackWarning``: see ``fell_back``)."""
     cls = _client_class()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text("", encoding="utf-8")  # visdom appends; a rerun starts a fresh log
@@ -122,5 +126,7 @@ def open_client(address: ServerAddress | None, env: str, log_path: Path) -> Any:
     if not client.offline:
         # A server outlives runs: start the env empty so appends never land on old curves.
         client.close(win=None, env=env)
+    if not client.offline:
+        client.read_timeout_s = READ_TIMEOUT_S
     return client
 

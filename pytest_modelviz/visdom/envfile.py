@@ -6,11 +6,19 @@ A file like this dropped into a visdom server's ``-env_path`` shows the env agai
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from pytest_modelviz.errors import SinkError
 from pytest_modelviz.visdom.replay import read_log
+
+Window = dict[str, Any]
+
+
+class VisdomEnvWarning(UserWarning):
+    """The env JSON could not be made; the event log, which replays the env, is kept."""
 
 
 def fetch_env(client: Any, env: str) -> dict[str, Any] | None:
@@ -30,30 +38,74 @@ def fetch_env(client: Any, env: str) -> dict[str, Any] | None:
 def rebuild_env(log_path: Path, env: str) -> dict[str, Any]:
     """The env a visdom server would hold after receiving the log's events.
 
-    Uses the server's own functions that turn an event into a window and apply an update, so
-    the windows are what a server builds (visdom's ``server_utils.window``, ``UpdateHandler.update``).
+    Raises ``SinkError`` when the installed visdom's server functions do not fit (a visdom
+    release this module does not know).
     """
-    from visdom.server.handlers.web_handlers import UpdateHandler
-    from visdom.utils.server_utils import extract_eid, window
+    new_window, update_window, eid_of = server_functions()
+    jsons: dict[str, Window] = {}
 
-    jsons: dict[str, Any] = {}
-
-    def register(p: dict[str, Any]) -> None:
+    def register(p: Window) -> None:
         # As visdom's register_window: a replaced window keeps its place in the layout.
         p["i"] = jsons[p["id"]]["i"] if p["id"] in jsons else len(jsons)
         jsons[p["id"]] = p
 
     for endpoint, msg in read_log(log_path):
-        if extract_eid(msg) != env:
+        if eid_of(msg) != env:
             continue
-        if endpoint == "events":
-            register(window(msg))
-        elif endpoint == "update":
-            if msg["win"] in jsons:
-                jsons[msg["win"]] = UpdateHandler.update(jsons[msg["win"]], msg)
-            elif msg.get("append"):
-                register(window(msg))  # as the server: appending to a missing window creates it
+        try:
+            if endpoint == "events":
+                register(new_window(msg))
+            elif endpoint == "update":
+                if msg["win"] in jsons:
+                    jsons[msg["win"]] = update_window(jsons[msg["win"]], msg)
+                elif msg.get("append"):
+                    register(new_window(msg))  # as the server: appending to a missing window creates it
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise SinkError(
+                f"visdom {_visdom_version()} could not turn the events of {log_path} into env {env!r} "
+                f"({type(exc).__name__}: {exc}); the log is kept and replays the env "
+                "(python -m pytest_modelviz.visdom.replay)"
+            ) from exc
     return {"jsons": jsons, "reload": {}}
+
+
+def server_functions() -> tuple[Callable[[Window], Window], Callable[[Window, Window], Window], Callable[[Window], str]]:
+    """``(new_window, update_window, eid_of)``: the visdom server's own functions that turn an
+    event into a window, apply an update to one and name an event's env.
+
+    visdom's client has no API for this and its server keeps these functions internal, so they
+    are used here, and only here, as the installed release defines them: 0.3 added the server's
+    history limits to ``UpdateHandler.update``, passed as the server passes its defaults.
+    """
+    from visdom.server.handlers.web_handlers import UpdateHandler
+    from visdom.utils.server_utils import extract_eid, window
+
+    limits = list(inspect.signature(UpdateHandler.update).parameters)[2:]
+    if not limits:
+        return window, UpdateHandler.update, extract_eid
+    from visdom.server import defaults
+
+    try:
+        values = [getattr(defaults, f"DEFAULT_{name.upper()}") for name in limits]
+    except AttributeError as exc:
+        raise SinkError(
+            f"visdom {_visdom_version()}'s server asks for {', '.join(limits)} to update a window and "
+            f"has no default for one of them ({exc}); the env JSON cannot be rebuilt from the log"
+        ) from exc
+
+    def update(p: Window, msg: Window) -> Window:
+        return UpdateHandler.update(p, msg, *values)
+
+    return window, update, extract_eid
+
+
+def _visdom_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("visdom")
+    except PackageNotFoundError:
+        return "(version unknown)"
 
 
 def write_env(state: dict[str, Any], path: Path) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -26,6 +26,7 @@ def test_logs(visdom_client):
     for step in range(3):
         sink.scalars(step, {"train/loss": 3.0 - step})
     sink.text("note", "hello")
+    sink.close()
 """
 
 
@@ -105,7 +106,9 @@ import psutil
 from pytest_modelviz.sinks.visdom import VisdomSink
 
 def test_logs(visdom_client, modelviz_artifacts):
-    VisdomSink(visdom_client).scalars(0, {"loss": 1.0})
+    sink = VisdomSink(visdom_client)
+    sink.scalars(0, {"loss": 1.0})
+    sink.close()
     served = json.loads(visdom_client.get_window_data(None, visdom_client.env))
     assert len(served) == 1
     listening = {c.laddr.ip for c in psutil.net_connections(kind="inet")
@@ -187,3 +190,106 @@ def test_recorded_replay_command_works_from_the_run_folder(pytester: pytest.Pyte
     assert done.returncode == 0, done.stderr
     served = read_env(record["env"])
     assert served[window_id("line", "train/loss")]["content"]["data"][0]["y"] == [3.0, 2.0, 1.0]
+
+
+# ---------------------------------------------------------------- a server that never answers
+
+
+@pytest.fixture
+def silent_server() -> Iterator[tuple[str, list[socket.socket]]]:
+    """A loopback server that accepts every connection and never answers: its URL and the
+    connections it accepted so far (held open, never read)."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)  # so the accept loop notices the stop event
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_forever() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return  # the listener was closed
+            accepted.append(conn)
+
+    thread = threading.Thread(target=accept_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", accepted
+    finally:
+        stop.set()
+        thread.join(10)
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+def test_a_server_that_never_answers_is_given_up_once_for_the_whole_run(
+    pytester: pytest.Pytester, silent_server: tuple[str, list[socket.socket]]
+) -> None:
+    url, accepted = silent_server
+    pytester.makepyfile(test_a=USER_TEST, test_b=USER_TEST, test_c=USER_TEST)
+    # The timeout only keeps a regression from hanging the suite; the connection count is the check.
+    result = pytester.runpytest_subprocess("--modelviz", f"--modelviz-visdom={url}", "-rw", timeout=600)
+    result.assert_outcomes(passed=3, warnings=1)
+    result.stdout.fnmatch_lines([f"*VisdomFallbackWarning: visdom server {url} is unreachable*"])
+    # The first test waited a short first-reply timeout; the others never contacted the server.
+    assert len(accepted) == 1, f"{len(accepted)} connections: later tests waited for the server again"
+    records = visdom_records(only_run_dir(pytester))
+    assert len(records) == 3
+    assert {r["server"] for r in records} == {None}
+    assert {r["replay"].rsplit(" ", 1)[-1] for r in records} == {url}  # the logs replay there later
+    assert all(r["windows"] == 2 for r in records)  # every event kept in the offline logs
+
+
+# ---------------------------------------------------------------- without the [visdom] extra
+
+WITHOUT_VISDOM = """
+import sys
+
+# What an install without the [visdom] extra looks like to Python: no importable visdom.
+sys.modules["visdom"] = None
+"""
+
+
+@pytest.mark.parametrize("mode", ["offline", "server"])
+def test_without_the_visdom_extra_the_fixture_names_the_extra_to_install(pytester: pytest.Pytester, mode: str) -> None:
+    pytester.makeconftest(WITHOUT_VISDOM)
+    pytester.makepyfile(test_user="def test_logs(visdom_client):\n    visdom_client.text('never runs')\n")
+    # In a subprocess: this process has visdom imported already.
+    result = pytester.runpytest_subprocess(f"--modelviz-visdom={mode}")
+    result.assert_outcomes(errors=1)
+    out = result.stdout.str()
+    message = "the visdom_client fixture needs visdom, which is not installed: pip install 'pytest-modelviz[visdom]'"
+    result.stdout.fnmatch_lines([message])  # the whole report of the error: this one line
+    assert "ModuleNotFoundError" not in out and "Traceback" not in out and "halted" not in out, out
+
+
+# ---------------------------------------------------------------- an env that cannot be rebuilt
+
+
+def test_an_env_that_cannot_be_rebuilt_warns_and_keeps_the_log(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_user="""
+import json
+
+def test_logs(visdom_client, modelviz_artifacts):
+    visdom_client.text("kept")
+    # An event visdom's server functions cannot turn into a window (no "data").
+    with open(modelviz_artifacts.visdom_dir / "events.log", "a", encoding="utf-8") as log:
+        log.write(json.dumps(["events", {"win": "broken", "eid": visdom_client.env}]) + "\\n")
+"""
+    )
+    result = pytester.runpytest("--modelviz", "-rw")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*VisdomEnvWarning: no env JSON for test_user.py::test_logs: visdom * could not turn "
+                                 "the events of *events.log into env *KeyError*"])
+    [record] = visdom_records(only_run_dir(pytester))
+    assert record["json"] is None and record["windows"] is None
+    assert record["log"] == "visdom/events.log"

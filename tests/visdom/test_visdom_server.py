@@ -3,7 +3,9 @@ and the replay CLI's ``--serve`` that starts one and stops it on Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -30,7 +32,9 @@ def test_start_server_binds_loopback_only_and_stops(tmp_path: Path, client_for) 
         assert listening == {"127.0.0.1"}
         assert server.url == f"http://127.0.0.1:{server.port}"
         client = client_for(server.url, "e")
-        VisdomSink(client).scalars(0, {"loss": 1.0})
+        sink = VisdomSink(client, flush_secs=0)  # every call sent when made
+        sink.scalars(0, {"loss": 1.0})
+        sink.close()
         client.save(["e"])  # the server keeps its envs in the folder it was given
         assert window_id("line", "loss") in json.loads((tmp_path / "env" / "e.json").read_text())["jsons"]
     finally:
@@ -51,7 +55,9 @@ def test_a_server_that_cannot_start_raises_with_its_output(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_replay_serve_starts_a_server_replays_and_stops_on_ctrl_c(tmp_path: Path, client_for, poll) -> None:
     log = tmp_path / "events.log"
-    VisdomSink(open_client(None, "served_env", log)).scalars(0, {"loss": 2.0})
+    sink = VisdomSink(open_client(None, "served_env", log))
+    sink.scalars(0, {"loss": 2.0})
+    sink.close()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -84,7 +90,7 @@ def test_a_server_that_dies_mid_test_turns_the_client_offline_losing_nothing(tmp
     server = start_server(tmp_path / "env")
     try:
         client = open_client(parse_url(server.url), "e", tmp_path / "events.log")
-        sink = VisdomSink(client)
+        sink = VisdomSink(client, flush_secs=0)  # every call sent when made
         sink.scalars(0, {"loss": 1.0})
     finally:
         server.stop()
@@ -93,3 +99,58 @@ def test_a_server_that_dies_mid_test_turns_the_client_offline_losing_nothing(tmp
         sink.scalars(2, {"loss": 0.25})
     assert len(caught) == 1 and client.offline
     assert [m["data"][0]["y"] for _, m in read_log(tmp_path / "events.log")] == [[1.0], [0.5], [0.25]]
+
+
+# ---------------------------------------------------------------- the server dies with the session
+
+BLOCKING_TEST = """
+import threading
+from pathlib import Path
+
+def test_waits_to_be_stopped(visdom_client):
+    Path("server-port").write_text(str(visdom_client.port))
+    threading.Event().wait(600)
+"""
+
+
+def _gone(process) -> bool:  # a psutil.Process
+    import psutil
+
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL, signal.SIGINT], ids=lambda s: s.name)
+def test_the_session_server_dies_with_pytest_however_pytest_ends(pytester: pytest.Pytester, poll, sig) -> None:
+    psutil = pytest.importorskip("psutil")
+    pytester.makepyfile(test_blocking=BLOCKING_TEST)
+    ready = pytester.path / "server-port"
+    out = pytester.path / "pytest-output.txt"
+    with out.open("wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--basetemp={pytester.path / 'tmp'}",
+             "--modelviz-visdom=server", "test_blocking.py"],
+            cwd=pytester.path, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+        )
+    servers: list = []
+    try:
+        poll(lambda: ready.is_file() or proc.poll() is not None, 120, "the inner test to get its visdom client")
+        assert proc.poll() is None, out.read_text()
+        port = int(ready.read_text())
+        servers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                   if "pytest_modelviz.visdom.server" in p.cmdline()]
+        assert len(servers) == 1, [p.cmdline() for p in servers]
+        assert port in {c.laddr.port for c in servers[0].net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+        os.kill(proc.pid, sig)
+        proc.wait(120)
+        poll(lambda: _gone(servers[0]), 60, f"the visdom server (pid {servers[0].pid}) to exit after pytest got {sig.name}")
+    finally:
+        for process in (proc, *servers):
+            with contextlib.suppress(Exception):
+                process.kill()
+        proc.wait()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()

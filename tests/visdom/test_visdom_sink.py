@@ -55,6 +55,36 @@ def test_histogram_draws_the_precomputed_counts_as_bars(sink: VisdomSink, read_w
     assert read_window(window_id("hist", "params/fc.weight"), env)["title"].endswith("(step 6)")
 
 
+def test_with_flush_secs_steps_only_buffer_until_flush_or_close(tmp_path) -> None:
+    """Per-step calls cost no visdom event; close sends each line with all its points and only
+    the latest histogram and heatmap of each tag, as they were when logged."""
+    from pytest_modelviz.visdom.client import open_client
+    from pytest_modelviz.visdom.replay import read_log
+
+    log = tmp_path / "events.log"
+    sink = VisdomSink(open_client(None, "buffered", log), flush_secs=60.0)
+    hist = Histogram(edges=[0.0, 1.0, 2.0], counts=[1, 2], min=0.0, max=2.0, num=3, sum=3.0, sum_squares=5.0)
+    for step in range(5):
+        sink.scalars(step, {"train/loss": 1.0 / (step + 1)})
+        sink.histogram(step, "params/w", hist)
+        matrix = torch.full((2, 2), float(step))
+        sink.heatmap(step, "weights/w", matrix)
+        matrix += 10  # changed after logging: the heatmap keeps what was logged
+    assert list(read_log(log)) == []
+    sink.close()
+    events = {msg["win"]: msg for _, msg in read_log(log)}
+    assert len(events) == 3
+    line = events[window_id("line", "train/loss")]
+    assert line["data"][0]["x"] == [0, 1, 2, 3, 4]
+    assert line["data"][0]["y"] == pytest.approx([1.0, 0.5, 1 / 3, 0.25, 0.2])
+    assert events[window_id("hist", "params/w")]["layout"]["title"] == "params/w (step 4)"
+    assert events[window_id("heatmap", "weights/w")]["data"][0]["z"] == [[4.0, 4.0], [4.0, 4.0]]
+    sink.scalars(5, {"train/loss": 0.1})
+    sink.close()  # a second batch appends to the window the first one created
+    [(endpoint, update)] = list(read_log(log))[3:]
+    assert endpoint == "update" and update["win"] == window_id("line", "train/loss")
+
+
 def test_histogram_with_mismatched_edges_names_the_tag(sink: VisdomSink) -> None:
     bad = Histogram(edges=[0.0, 1.0], counts=[1, 2], min=0, max=1, num=3, sum=1.0, sum_squares=1.0)
     with pytest.raises(ValueError, match=r"'grads/w' at step 3.*2 edges and 2 counts"):

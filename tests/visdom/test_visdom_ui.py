@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import re
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Iterator
 from urllib.parse import urljoin
 
 import pytest
@@ -18,7 +19,7 @@ from visdom_testing import open_in_chromium, require_ui
 from pytest_modelviz.artifacts import ArtifactDir
 from pytest_modelviz.errors import SinkError
 from pytest_modelviz.visdom import assets
-from pytest_modelviz.visdom.server import start_server
+from pytest_modelviz.visdom.server import VisdomServer, start_server
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -29,8 +30,10 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_check_lists_every_missing_file_of_an_empty_static_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert assets.main(["check", "--static-dir", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    for asset in assets.ASSETS:
+    for asset in assets.assets_for(assets.visdom_version()):
         assert f"  {asset.target} (missing)" in out
+    for name in assets.page_files():
+        assert f"  {name} (missing, a copy of visdom's own)" in out
     assert f"version.built (missing, visdom is {assets.visdom_version()})" in out
     assert f"fix: {assets.INSTALL_COMMAND} --static-dir {tmp_path}" in out
 
@@ -47,12 +50,20 @@ def test_check_names_a_broken_file(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_every_index_html_reference_is_in_the_table() -> None:
-    """The page visdom ships asks for exactly files the table installs (or visdom ships)."""
-    index = assets.default_static_dir() / "index.html"
+    """The page the installed visdom ships asks for exactly files its table installs (or visdom ships)."""
+    index = assets.visdom_static_dir() / "index.html"
     wanted = set(re.findall(r"static_url\(['\"]([^'\"]+)['\"]\)", index.read_text(encoding="utf-8")))
-    shipped = {"js/main.js", "css/style.css", "css/network.css", "../user/style.css"}
-    installed = {asset.target for asset in assets.ASSETS}
-    assert wanted - shipped and wanted - shipped <= installed
+    shipped = {*assets.page_files(), "../user/style.css"}
+    installed = {asset.target for asset in assets.assets_for(assets.visdom_version())}
+    assert wanted - shipped and wanted - shipped <= installed, sorted(wanted - shipped - installed)
+
+
+@pytest.mark.parametrize("version, mathjax", [("0.2.4", "js/mathjax/2.7.5/MathJax.js"),
+                                              ("0.3.0", "js/mathjax/3.2.2/es5/tex-mml-svg.js")])
+def test_each_visdom_release_gets_the_files_its_page_loads(version: str, mathjax: str) -> None:
+    targets = {asset.target for asset in assets.assets_for(version)}
+    assert mathjax in targets and "js/jquery.min.js" in targets
+    assert all(asset.spec in assets.INTEGRITY for asset in assets.assets_for(version))
 
 
 def _tarball(path: Path, files: dict[str, bytes]) -> Path:
@@ -106,17 +117,28 @@ def _local_refs(page: str) -> list[str]:
     return re.findall(r"""(?:src|href)=["']?(/static/[^"' >]+)""", page)
 
 
-def test_index_and_every_static_file_it_references_answer_200(visdom_url: str) -> None:
+@pytest.fixture(scope="module")
+def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VisdomServer]:
+    """The plugin's own server, which serves the page from the UI folder (visdom's own CLI
+    serves visdom's package folder, where nothing is installed)."""
+    server = start_server(tmp_path_factory.mktemp("ui-server-env"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_index_and_every_static_file_it_references_answer_200(ui_server: VisdomServer) -> None:
     import requests
 
     require_ui()
-    page = requests.get(f"{visdom_url}/", timeout=10)
+    page = requests.get(f"{ui_server.url}/", timeout=10)
     assert page.status_code == 200, f"GET / answered {page.status_code}"
     refs = _local_refs(page.text)
     assert len(refs) >= 18, f"index.html references fewer static files than expected: {refs}"
     failed = {}
     for ref in refs:
-        reply = requests.get(urljoin(f"{visdom_url}/", ref), timeout=10)
+        reply = requests.get(urljoin(f"{ui_server.url}/", ref), timeout=10)
         if reply.status_code != 200 or (ref.startswith("/static/js/") and not reply.content):
             failed[ref] = reply.status_code
     assert not failed, f"static files that do not load: {failed}"
@@ -135,6 +157,50 @@ def test_started_server_says_the_ui_is_there(tmp_path: Path) -> None:
     assert f"web UI: {server.url}/" in server.log_path.read_text(encoding="utf-8")
 
 
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_install_writes_only_its_own_folder_and_the_server_serves_from_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    import requests
+
+    require_ui()  # the set-up installed it: its npm tarballs are cached, so no network is needed
+    package = assets.visdom_static_dir().parent
+    before = _tree(package)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv(assets.UI_DIR_ENV, raising=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_modelviz.visdom.assets", "install", "--cache-dir", str(assets.default_cache_dir())],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "cache" / "pytest-modelviz" / "visdom-ui" / assets.visdom_version()
+    assert f"into {folder}" in done.stdout
+    assert assets.ui_problems(folder) == []
+    assert _tree(package) == before, "install changed files of the visdom package"
+
+    # The server serves /static/ from that folder: a file changed there is what a browser gets.
+    jquery = folder / "js" / "jquery.min.js"
+    jquery.write_bytes(b"/* served from the UI folder */\n" + jquery.read_bytes())
+    server = start_server(tmp_path / "env")
+    try:
+        assert server.ui_note is None
+        reply = requests.get(f"{server.url}/static/js/jquery.min.js", timeout=10)
+        assert reply.status_code == 200 and reply.content.startswith(b"/* served from the UI folder */")
+        assert requests.get(f"{server.url}/static/js/main.js", timeout=10).status_code == 200  # visdom's own, copied
+    finally:
+        server.stop()
+    assert _tree(package) == before
+
+
 def _distinct_colours(png: Path) -> int:
     import matplotlib.image
     import numpy as np
@@ -145,15 +211,16 @@ def _distinct_colours(png: Path) -> int:
 
 @pytest.mark.slow
 def test_chromium_shows_a_line_plot_and_a_text_window(
-    env_client: Any, env: str, visdom_url: str, tmp_path: Path, modelviz_artifacts: ArtifactDir
+    ui_server: VisdomServer, client_for, env: str, tmp_path: Path, modelviz_artifacts: ArtifactDir
 ) -> None:
     import numpy as np
 
     require_ui()
+    env_client = client_for(ui_server.url, env)
     env_client.line(X=np.arange(5), Y=np.array([3.0, 2.0, 1.5, 1.2, 1.0]), win="loss",
                     opts={"title": "ui-test loss curve"})
     env_client.text("ui-test text body", win="note", opts={"title": "ui-test notes"})
-    page = f"{visdom_url}/env/{env}"
+    page = f"{ui_server.url}/env/{env}"
 
     dom = open_in_chromium(page, tmp_path / "profile", "--dump-dom").stdout
     assert dom.count('class="window"') == 2, "both windows are on the page"

@@ -23,8 +23,10 @@ __all__ = ["visdom_url", "vis", "env", "env_client", "read_window", "read_env", 
 # Plain helpers (not fixtures), imported by name: require_ui, open_in_chromium.
 
 START_DEADLINE_S = 60.0
-# visdom's CLI without the CDN download that `python -m visdom.server` does first.
-_SERVE = "from visdom.server.run_server import main; main()"
+# visdom's CLI without the CDN download that `python -m visdom.server` does first, and without
+# torch, which visdom imports for its client when it can and a server never needs.
+_SERVE = ("from pytest_modelviz.visdom.server import without_torch; without_torch(); "
+          "from visdom.server.run_server import main; main()")
 
 
 def free_port() -> int:

@@ -5,6 +5,12 @@ spaces (values never contain two spaces: capture collapses whitespace). Paramete
 follow their node on indented lines. Lines marked "derived" below are recomputed from the
 nodes, so the parser skips them.
 
+Names come from the user (a ``ModuleDict`` key may be ``"head 1"`` or hold a line break), so a
+name that is not one plain word is written as a JSON string (``"head 1"``, ``"a\nb"``) with
+every space after a space, line break and control character escaped: the file stays one node
+per line, fields stay split by two spaces, and every name torch accepts reads back as it was.
+Plain names are written as they are.
+
     # modelviz architecture v1
     model: ConvNet
     mode: eval
@@ -25,7 +31,9 @@ nodes, so the parser skips them.
 
 from __future__ import annotations
 
+import json
 import re
+import unicodedata
 
 from pytest_modelviz.errors import SnapshotFormatError
 from pytest_modelviz.graph.model import ArchitectureGraph, Node, NodeKind, ParamSpec, TensorSpec, Totals, UnusedModule
@@ -36,6 +44,69 @@ INDENT = "    "
 _SPEC = re.compile(r"\[([0-9, ]*)\] ([A-Za-z0-9_]+)")
 _SPECS = re.compile(rf"^{_SPEC.pattern}(, {_SPEC.pattern})*$")
 _FIX = "the snapshot is corrupt or was edited by hand; re-create it with `pytest --snapshot-update`"
+# A name: a JSON string, or a plain word that does not start with a quote.
+_TOKEN = r'(?:"(?:[^"\\]|\\.)*"|[^\s"]\S*)'
+_PARAM_LINE = re.compile(
+    rf"^{INDENT}(param|buffer) ({_TOKEN}) {_SPEC.pattern}((?: frozen)?)((?: shared_with={_TOKEN})?)$"
+)
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+# ---------------------------------------------------------------- names
+
+
+def _unsafe(ch: str) -> bool:
+    """Characters that could end a line, hide, or vanish in an editor: always escaped."""
+    return (ch.isspace() and ch != " ") or unicodedata.category(ch).startswith("C")
+
+
+def _json_string(text: str) -> str:
+    """``text`` as a JSON string with no line break, control character or two spaces in a row."""
+    out = ['"']
+    for i, ch in enumerate(text):
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif _unsafe(ch) or (ch == " " and i and text[i - 1] == " "):
+            code = ord(ch)
+            if code > 0xFFFF:  # JSON spells astral characters as a surrogate pair
+                code -= 0x10000
+                out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+            else:
+                out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def quote_name(name: str) -> str:
+    """A module, parameter or input name as one field: as it is when it is one plain word."""
+    if name.startswith('"') or any(ch.isspace() or _unsafe(ch) for ch in name):
+        return _json_string(name)
+    return name
+
+
+def quote_value(value: str) -> str:
+    """A header value (model name, note): as it is unless it holds a line break or control
+    character, starts with a quote, or starts or ends with a space (which editors strip)."""
+    if value.startswith(('"', " ")) or value.endswith(" ") or any(_unsafe(ch) for ch in value):
+        return _json_string(value)
+    return value
+
+
+def _read_quoted(text: str, lineno: int, line: str) -> str:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, str):
+        raise _fail(lineno, f"bad quoted name {text!r}", line)
+    return value
+
+
+def unquote(text: str, lineno: int, line: str) -> str:
+    """The name or value a field spells (the inverse of ``quote_name`` and ``quote_value``)."""
+    return _read_quoted(text, lineno, line) if text.startswith('"') else text
 
 
 # ---------------------------------------------------------------- writing
@@ -51,6 +122,8 @@ def format_specs(specs: tuple[TensorSpec, ...]) -> str:
 
 def format_call(target: str, args: tuple[tuple[str, str], ...]) -> str:
     """``torch.nn.Conv2d(1, 16, kernel_size=(3, 3))``; positional args are keyed by digits."""
+    if "(" in target or quote_name(target) != target:  # a user class named oddly
+        target = _json_string(target)
     if not args:
         return target
     parts = [v if k.isdigit() else f"{k}={v}" for k, v in args]
@@ -66,11 +139,11 @@ def default_scope(name: str) -> str:
 def _param_lines(params: tuple[ParamSpec, ...], word: str) -> list[str]:
     lines = []
     for p in params:
-        line = f"{INDENT}{word} {p.name} {TensorSpec(p.shape, p.dtype)}"
+        line = f"{INDENT}{word} {quote_name(p.name)} {TensorSpec(p.shape, p.dtype)}"
         if word == "param" and not p.trainable:
             line += " frozen"
         if p.shared_with:
-            line += f" shared_with={p.shared_with}"
+            line += f" shared_with={quote_name(p.shared_with)}"
         lines.append(line)
     return lines
 
@@ -78,7 +151,7 @@ def _param_lines(params: tuple[ParamSpec, ...], word: str) -> list[str]:
 def node_line(node: Node) -> str:
     fields = [
         str(node.index),
-        node.name,
+        quote_name(node.name),
         format_call(node.target, node.args),
         f"{format_specs(node.inputs)} -> {format_specs(node.outputs)}",
     ]
@@ -87,7 +160,7 @@ def node_line(node: Node) -> str:
     if node.macs:
         fields.append(f"macs={_num(node.macs)}")
     if node.kind not in ("input", "output") and node.scope != default_scope(node.name):
-        fields.append(f"scope={node.scope}")
+        fields.append(f"scope={quote_name(node.scope)}")
     if node.parents:
         fields.append("<- " + ", ".join(str(p) for p in node.parents))
     return SEP.join(fields)
@@ -95,9 +168,11 @@ def node_line(node: Node) -> str:
 
 def to_text(graph: ArchitectureGraph) -> str:
     t = graph.totals
-    lines = [FORMAT_HEADER, f"model: {graph.model_name}", f"mode: {'train' if graph.training else 'eval'}"]
-    lines += [f"note: {note}" for note in graph.notes]
-    inputs = [f"{n.name.removeprefix('input.')} {format_specs(n.outputs)}" for n in graph.nodes if n.kind == "input"]
+    lines = [FORMAT_HEADER, f"model: {quote_value(graph.model_name)}", f"mode: {'train' if graph.training else 'eval'}"]
+    lines += [f"note: {quote_value(note)}" for note in graph.notes]
+    inputs = [
+        f"{quote_name(n.name.removeprefix('input.'))} {format_specs(n.outputs)}" for n in graph.nodes if n.kind == "input"
+    ]
     if inputs:
         lines.append(f"inputs: {'; '.join(inputs)}")
     lines.append(
@@ -112,7 +187,7 @@ def to_text(graph: ArchitectureGraph) -> str:
         lines += ["", "unused:"]
         for u in graph.unused:
             n_params = sum(p.numel for p in u.params)
-            fields = [u.name, format_call(u.target, u.args)] + ([f"params={_num(n_params)}"] if n_params else [])
+            fields = [quote_name(u.name), format_call(u.target, u.args)] + ([f"params={_num(n_params)}"] if n_params else [])
             lines.append(SEP.join(fields))
             lines += _param_lines(u.params, "param")
     return "\n".join(lines) + "\n"
@@ -146,9 +221,21 @@ def parse_specs(text: str, lineno: int, line: str) -> tuple[TensorSpec, ...]:
 def parse_call(text: str, lineno: int, line: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     from pytest_modelviz.graph.naming import keyed_args, split_top_level
 
-    if "(" not in text:
+    if text.startswith('"'):
+        try:
+            target, end = json.JSONDecoder().raw_decode(text)
+        except ValueError:
+            raise _fail(lineno, "bad quoted layer name", line) from None
+        rest = text[end:]
+        if not rest:
+            return target, ()
+        if not rest.startswith("("):
+            raise _fail(lineno, "a quoted layer name must be followed by its arguments", line)
+        rest = rest[1:]
+    elif "(" not in text:
         return text, ()
-    target, _, rest = text.partition("(")
+    else:
+        target, _, rest = text.partition("(")
     if not rest.endswith(")") or not target:
         raise _fail(lineno, "unbalanced parentheses in the layer", line)
     return target, keyed_args(split_top_level(rest[:-1]))
@@ -168,16 +255,17 @@ def infer_kind(target: str) -> NodeKind:
 
 
 def _parse_param(line: str, lineno: int) -> tuple[str, ParamSpec]:
-    m = re.match(rf"^{INDENT}(param|buffer) (\S+) {_SPEC.pattern}((?: frozen)?)((?: shared_with=\S+)?)$", line)
+    m = _PARAM_LINE.match(line)
     if not m:
         raise _fail(lineno, "bad parameter line", line)
     word, name, shape, dtype, frozen, shared = m.groups()
+    shared = shared.removeprefix(" shared_with=")
     spec = ParamSpec(
-        name=name,
+        name=unquote(name, lineno, line),
         shape=tuple(int(d) for d in shape.split(",") if d.strip()),
         dtype=dtype,
         trainable=word == "param" and not frozen,
-        shared_with=shared.removeprefix(" shared_with=") or None,
+        shared_with=unquote(shared, lineno, line) if shared else None,
     )
     return word, spec
 
@@ -188,7 +276,7 @@ def _parse_node(line: str, lineno: int, index: int) -> Node:
         raise _fail(lineno, "a node line needs index, name, layer and shapes", line)
     if _int(fields[0], lineno, line) != index:
         raise _fail(lineno, f"expected node {index}", line)
-    name = fields[1]
+    name = unquote(fields[1], lineno, line)
     target, args = parse_call(fields[2], lineno, line)
     ins, arrow, outs = fields[3].partition(" -> ")
     if not arrow:
@@ -201,6 +289,7 @@ def _parse_node(line: str, lineno: int, index: int) -> Node:
             raise _fail(lineno, f"unknown field {field!r}", line)
         extra[key] = value
     parents = tuple(_int(p, lineno, line) for p in extra["<-"].split(", ")) if "<-" in extra else ()
+    scope = unquote(extra["scope"], lineno, line) if "scope" in extra else default_scope(name)
     if any(p >= index or p < 0 for p in parents):
         raise _fail(lineno, "a node can only consume earlier nodes", line)
     return Node(
@@ -208,7 +297,7 @@ def _parse_node(line: str, lineno: int, index: int) -> Node:
         name=name,
         kind=kind,
         target=target,
-        scope="" if kind in ("input", "output") else extra.get("scope", default_scope(name)),
+        scope="" if kind in ("input", "output") else scope,
         args=args,
         inputs=parse_specs(ins, lineno, line),
         outputs=parse_specs(outs, lineno, line),
@@ -230,6 +319,8 @@ def from_text(text: str) -> ArchitectureGraph:
         key, sep, value = lines[i].partition(": ")
         if not sep or key not in ("model", "mode", "note", "inputs", "totals"):
             raise _fail(i + 1, "unknown header line", lines[i])
+        if key in ("model", "note"):
+            value = unquote(value, i + 1, lines[i])
         if key == "note":
             notes.append(value)
         else:
@@ -266,7 +357,7 @@ def from_text(text: str) -> ArchitectureGraph:
             target, args = parse_call(fields[1] if len(fields) > 1 else "", lineno, line)
             if len(fields) < 2 or not target:
                 raise _fail(lineno, "an unused line needs a name and a layer", line)
-            unused.append(UnusedModule(name=fields[0], target=target, args=args))
+            unused.append(UnusedModule(name=unquote(fields[0], lineno, line), target=target, args=args))
     return ArchitectureGraph(
         model_name=header["model"],
         training=header["mode"] == "train",

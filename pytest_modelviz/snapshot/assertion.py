@@ -8,9 +8,9 @@ semantic diff, so it is the first thing pytest prints.
 from __future__ import annotations
 
 import shlex
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pytest_modelviz.errors import ModelvizUsageError, SnapshotFormatError
 from pytest_modelviz.graph.model import ArchitectureGraph
@@ -21,18 +21,7 @@ if TYPE_CHECKING:
 
     from pytest_modelviz.artifacts import ArtifactDir
     from pytest_modelviz.session import ModelvizSession
-
-Status = Literal["matched", "created", "updated", "changed"]
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """What syrupy found for one snapshot."""
-
-    status: Status
-    snapshot_name: str
-    location: str
-    stored: str | None  # the stored text (None when there was none)
+    from pytest_modelviz.snapshot.extension import Comparison, Status
 
 
 class GraphSnapshot:
@@ -68,21 +57,20 @@ class GraphSnapshot:
         graph = capture(model, *example_args, **example_kwargs)
         label = self._label(name, graph.model_name)
         text = graph.to_text()
-        result = self._compare(label, text)
+        result = self._compare(label, graph)
         failure: BaseException | None = None
         diff_text = ""
         if result.stored is None and result.status == "changed":
             failure = AssertionError(self._missing_message(result))
             diff_text = str(failure)
-        elif result.stored is not None and result.stored != text:
+        elif result.stored is not None and (result.stored.problem or result.stored != text):
             try:
                 diff_text = self._diff_message(result, text)
-            except SnapshotFormatError as exc:
+            except SnapshotFormatError as unreadable:
                 # Under --snapshot-update the unreadable file is simply replaced.
-                unreadable = SnapshotFormatError(f"{result.location}: {exc}")
                 diff_text = str(unreadable)
                 if result.status == "changed":
-                    failure = unreadable
+                    failure = unreadable.with_traceback(None)  # the file is at fault, not our frames
             if failure is None and result.status == "changed":
                 failure = AssertionError(f"{diff_text}\n\n{self._update_hint()}")
         if self._artifacts.persist:
@@ -132,29 +120,12 @@ class GraphSnapshot:
         self._labels.add(label)
         return label
 
-    def _compare(self, label: str, text: str) -> Comparison:
-        from pytest_modelviz.snapshot.extension import ArchitectureSnapshotExtension
+    def _compare(self, label: str, graph: ArchitectureGraph) -> Comparison:
+        from pytest_modelviz.snapshot.extension import ArchitectureExtension, check_snapshot
 
         if self._assertion is None:
-            self._assertion = self._snapshot.use_extension(ArchitectureSnapshotExtension)
-        assertion = self._assertion
-        # syrupy records the execution (so the snapshot counts as used) and queues writes
-        # under --snapshot-update; the outcome is read back from its execution record.
-        assertion(name=label) == text  # noqa: B015
-        result = assertion.executions[assertion.num_executions - 1]
-        if result.exception is not None:
-            raise result.exception
-        stored = result.recalled_data
-        status: Status
-        if result.created:
-            status = "created"
-        elif result.updated:
-            status = "updated"
-        elif result.success:
-            status = "matched"
-        else:
-            status = "changed"
-        return Comparison(status, result.snapshot_name, result.snapshot_location, stored if stored is None else str(stored))
+            self._assertion = self._snapshot.use_extension(ArchitectureExtension)
+        return check_snapshot(self._assertion, label, graph)
 
     def _update_hint(self) -> str:
         return f"Run `pytest --snapshot-update {shlex.quote(self._request.node.nodeid)}` to accept the new architecture."
@@ -166,21 +137,12 @@ class GraphSnapshot:
         )
 
     def _diff_message(self, result: Comparison, text: str) -> str:
-        from pytest_modelviz.graph.diff import raw_diff
+        from pytest_modelviz.snapshot.extension import architecture_diff
 
         assert result.stored is not None
-        old = ArchitectureGraph.from_text(result.stored)
-        new = ArchitectureGraph.from_text(text)
-        full = self._session.settings.full_diff
-        semantic = old.diff(new).lines(limit=None if full else 60) or ["(only the text layout differs)"]
-        raw = raw_diff(result.stored, text, limit=None if full else 200)
         verb = "changed" if result.status == "changed" else "updated"
-        return "\n".join(
-            [f"architecture snapshot '{result.snapshot_name}' {verb} ({old.model_name}):"]
-            + [f"  {line}" for line in semantic]
-            + ["", "text diff (- snapshot, + captured):"]
-            + raw
-        )
+        full = self._session.settings.full_diff
+        return "\n".join(architecture_diff(result.stored, text, name=result.snapshot_name, full=full, verb=verb))
 
     # ------------------------------------------------------------ artifacts
 
@@ -199,7 +161,7 @@ class GraphSnapshot:
         artifacts = self._artifacts
         folder = artifacts.unique_dir(f"graph-{label}")
         text_path = folder / "architecture.txt"
-        text_path.write_text(graph.to_text(), encoding="utf-8")
+        artifacts.write(text_path, graph.to_text())
         artifacts.record(
             "architecture",
             name=label,

@@ -1,60 +1,120 @@
 """Parameter-statistics snapshots: ``graph_snapshot.parameters(model)`` stored through syrupy.
 
-syrupy owns where the file lives, ``--snapshot-update``, and unused-snapshot bookkeeping; the
-comparison is ours because it is tolerant. When the numbers agree within tolerance we hand syrupy
-the stored text itself, so it counts the snapshot as matched and never rewrites it (no churn from
-last-digit noise). When they differ we hand it the new text: syrupy writes it under
-``--snapshot-update`` and records a failure otherwise, and we raise a message listing every
-statistic out of tolerance.
+``ParamStatsExtension`` is a syrupy extension whose ``matches`` is tolerant: statistics within
+tolerance of the stored ones match, so syrupy neither fails nor rewrites the file (no churn from
+last-digit noise, even under ``--snapshot-update``); beyond it syrupy fails the assertion, or
+writes the new text under ``--snapshot-update``. ``diff_lines`` lists every statistic out of
+tolerance. Used directly::
+
+    assert compute_stats(model) == snapshot(extension_class=ParamStatsExtension)
+
+with the tolerance of the class (subclass it to change ``rtol``/``atol``), or through
+``assert_param_snapshot``, which takes per-call tolerances and the ini defaults.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
 import pytest
-from syrupy.exceptions import SnapshotDoesNotExist
-from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from pytest_modelviz.errors import ModelvizUsageError, SnapshotFormatError
 from pytest_modelviz.graph.stats import ParamStats, Tolerance, ToleranceSpec, compare_stats, compute_stats
+from pytest_modelviz.render.outcome import LITERAL_TEXT, RenderOutcome
+from pytest_modelviz.snapshot.extension import TextSnapshotExtension, check_snapshot, display_path
+from pytest_modelviz.snapshot.files import PARAMS_EXTENSION, StoredText
 
 if TYPE_CHECKING:
     from syrupy.assertion import SnapshotAssertion
-    from syrupy.location import PyTestLocation
-    from syrupy.types import SnapshotIndex
+    from syrupy.types import SerializableData, SerializedData
 
     from pytest_modelviz.artifacts import ArtifactDir
     from pytest_modelviz.session import ModelvizSession
 
-NAME_SUFFIX = ".params"
 PLOT_LIMIT = 48  # small multiples drawn; a 7B model has hundreds of tensors and nobody reads them all
 _LABELS_KEY = pytest.StashKey[dict[str, int]]()
 
 
-class ParamStatsExtension(SingleFileSnapshotExtension):
-    """One text file per snapshot: ``__snapshots__/<test module>/<test>[<name>].params.txt``.
+class StatsText(str):
+    """Serialized statistics that carry the tolerance to compare them with."""
 
-    The ``.params`` part belongs to the snapshot *name*, not the file extension: any ``.txt``
-    single-file extension sharing the folder then reads our files under the very names we assert
-    them with, so neither reports the other's files as unused (and deletes them on update).
+    tolerance: Tolerance | None
+
+    def __new__(cls, text: str, tolerance: Tolerance | None = None) -> StatsText:
+        self = super().__new__(cls, text)
+        self.tolerance = tolerance
+        return self
+
+
+@dataclass(frozen=True)
+class TolerantStats:
+    """Statistics together with the tolerance they are to be compared with."""
+
+    stats: ParamStats
+    tolerance: Tolerance
+
+
+class ParamStatsExtension(TextSnapshotExtension):
+    """One text file per snapshot: ``__snapshots__/<test module>/<test>[<name>].params``.
+
+    Compares within ``rtol``/``atol`` (numbers, or dicts of glob pattern -> number, as for
+    ``graph_snapshot.parameters``); subclass to change them.
     """
 
-    file_extension = "txt"
-    _write_mode = WriteMode.TEXT
+    file_extension = PARAMS_EXTENSION
+    rtol: ClassVar[ToleranceSpec] = 1e-4
+    atol: ClassVar[ToleranceSpec] = 1e-6
 
-    @classmethod
-    def get_snapshot_name(cls, *, test_location: PyTestLocation, index: SnapshotIndex = 0) -> str:
-        base = super().get_snapshot_name(test_location=test_location, index=index)
-        return base[: cls._max_stem_length() - len(NAME_SUFFIX)] + NAME_SUFFIX
+    def serialize(self, data: SerializableData, **_: Any) -> SerializedData:
+        if isinstance(data, TolerantStats):
+            return StatsText(data.stats.to_text(), data.tolerance)
+        if isinstance(data, ParamStats):
+            return StatsText(data.to_text())
+        if isinstance(data, str):
+            return data
+        raise ModelvizUsageError(
+            f"ParamStatsExtension snapshots ParamStats, got {type(data).__name__}: compare "
+            "`pytest_modelviz.snapshot.compute_stats(model)` with the snapshot"
+        )
 
-    def is_snapshot_location(self, *, location: str) -> bool:
-        return location.endswith(f"{NAME_SUFFIX}.{self.file_extension}")
+    def tolerance_for(self, serialized: Any) -> Tolerance:
+        given = getattr(serialized, "tolerance", None)
+        return given if given is not None else Tolerance.resolve(self.rtol, self.atol, 1e-4, 1e-6)
+
+    def agree(self, new: Any, stored: Any) -> bool:
+        try:
+            return not compare_stats(parse_stats_text(stored), parse_stats_text(new), self.tolerance_for(new))
+        except SnapshotFormatError:
+            return False
+
+    def diff_lines(self, serialized_data: SerializedData, snapshot_data: SerializedData) -> Iterator[str]:
+        if not isinstance(snapshot_data, StoredText) and not snapshot_data:
+            yield "Run `pytest --snapshot-update` to create it."
+            return
+        try:
+            stored = parse_stats_text(snapshot_data)
+            actual = parse_stats_text(serialized_data)
+        except SnapshotFormatError as exc:
+            yield str(exc)
+            return
+        shown = display_path(snapshot_data.location, Path.cwd()) if isinstance(snapshot_data, StoredText) else "snapshot"
+        name = Path(shown).stem
+        mismatches = compare_stats(stored, actual, self.tolerance_for(serialized_data))
+        yield from _mismatch_lines(name, actual.model, shown, mismatches)
+        yield "If the change is intended, accept it with `pytest --snapshot-update` (or loosen rtol/atol)."
+
+
+def parse_stats_text(text: str) -> ParamStats:
+    """Statistics read back from a snapshot's text; ``SnapshotFormatError`` naming the file."""
+    source = text.location if isinstance(text, StoredText) else "snapshot"
+    if isinstance(text, StoredText) and text.problem:
+        raise SnapshotFormatError(f"{source}: {text.problem}")
+    return ParamStats.from_text(text, source=source)
 
 
 def assert_param_snapshot(
@@ -81,49 +141,42 @@ def assert_param_snapshot(
     actual = compute_stats(model, bins=bins, buffers=buffers)
     item = snapshot.test_location.item
     label = _unique_label(item, name.strip() if name else type(model).__name__)
-    assertion = snapshot.use_extension(ParamStatsExtension)
-    location = assertion.extension.get_location(test_location=assertion.test_location, index=label)
-    shown = _display_path(location, item.config.rootpath)
+    result = check_snapshot(snapshot.use_extension(ParamStatsExtension), label, TolerantStats(actual, tolerance))
+    shown = display_path(result.location, item.config.rootpath)
 
-    stored_text: str | None = None
     stored: ParamStats | None = None
+    mismatches: list[str] = []
     format_error: SnapshotFormatError | None = None
-    try:
-        stored_text = _recall(assertion, label, shown)
-        if stored_text is not None:
-            stored = ParamStats.from_text(stored_text, source=shown)
-    except SnapshotFormatError as exc:
-        format_error = exc
-    missing = stored_text is None and format_error is None
-    mismatches = compare_stats(stored, actual, tolerance) if stored is not None else []
-
-    agrees = stored is not None and not mismatches
-    # syrupy asserts exact text: give it the stored text when we judged the values equal.
-    passed = assertion(name=label) == (stored_text if agrees else actual.to_text())
-    if agrees:
-        status = "matched"
-    elif passed:
-        status = "created" if missing else "updated"
-    else:
-        status = "changed"
-        if missing:
-            mismatches = [f"no stored snapshot at {shown}"]
-    if format_error is not None:
-        mismatches = [str(format_error)]
+    if result.stored is not None:
+        try:
+            if result.stored.problem:
+                raise SnapshotFormatError(f"{shown}: {result.stored.problem}")
+            stored = ParamStats.from_text(result.stored, source=shown)
+        except SnapshotFormatError as exc:
+            stored, format_error = None, exc
+            mismatches = [str(exc)]
+        else:
+            mismatches = compare_stats(stored, actual, tolerance)
+    elif result.status == "changed":
+        mismatches = [f"no stored snapshot at {shown}"]
 
     if artifacts.persist:
-        _write_artifacts(artifacts, label, actual, stored, tolerance, status, mismatches)
-    if passed:
+        _write_artifacts(artifacts, label, actual, stored, tolerance, result.status, mismatches)
+    if result.status != "changed":
         return actual
     command = f"pytest --snapshot-update {shlex.quote(item.nodeid)}"
     if format_error is not None:
         raise SnapshotFormatError(f"{format_error}\nTo rewrite it from the model: {command}")
-    if missing:
+    if result.stored is None:
         raise AssertionError(
             f"parameter-statistics snapshot {label!r} of {actual.model} does not exist ({shown}).\n"
             f"Create it with: {command}"
         )
-    raise AssertionError(_mismatch_message(label, actual.model, shown, mismatches, command))
+    raise AssertionError(
+        "\n".join(_mismatch_lines(label, actual.model, shown, mismatches))
+        + "\nIf the change is intended, accept it with: "
+        f"{command} (or loosen rtol/atol, or the ini keys modelviz_param_rtol/modelviz_param_atol)"
+    )
 
 
 def _unique_label(item: pytest.Item, base: str) -> str:
@@ -133,38 +186,13 @@ def _unique_label(item: pytest.Item, base: str) -> str:
     return base if used[base] == 1 else f"{base}-{used[base]}"
 
 
-def _recall(assertion: SnapshotAssertion, label: str, shown: str) -> str | None:
-    """The stored text, or a write queued earlier in this session; None when there is none."""
-    try:
-        data = assertion.session.recall_snapshot(assertion.extension, assertion.test_location, label)
-    except SnapshotDoesNotExist:
-        return None
-    except UnicodeDecodeError as exc:
-        raise SnapshotFormatError(
-            f"{shown}: not UTF-8 text ({exc.reason} at byte {exc.start}); the file is corrupt, "
-            "regenerate it with `pytest --snapshot-update`"
-        ) from None
-    return None if data is None else str(data)
-
-
-def _display_path(location: str, root: Path) -> str:
-    try:
-        return Path(os.path.relpath(location, root)).as_posix()
-    except ValueError:  # another drive on Windows
-        return location
-
-
-def _mismatch_message(label: str, model: str, shown: str, mismatches: list[str], command: str) -> str:
+def _mismatch_lines(label: str, model: str, shown: str, mismatches: list[str]) -> list[str]:
     limit = 60
     lines = [f"parameter statistics of {model} ({label!r}) differ from the snapshot {shown}:"]
     lines += [f"  {m}" for m in mismatches[:limit]]
     if len(mismatches) > limit:
         lines.append(f"  ... and {len(mismatches) - limit} more")
-    lines.append(
-        "If the change is intended, accept it with: "
-        f"{command} (or loosen rtol/atol, or the ini keys modelviz_param_rtol/modelviz_param_atol)"
-    )
-    return "\n".join(lines)
+    return lines
 
 
 # ---------------------------------------------------------------- artifacts (--modelviz)
@@ -194,8 +222,10 @@ def _write_artifacts(
         "actual": actual.to_dict(),
         "stored": None if stored is None else stored.to_dict(),
     }
-    stats_path.write_text(json.dumps(_json_safe(data), indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    plot = _plot_histograms(actual, stored, folder / "histograms.svg")
+    artifacts.write(stats_path, json.dumps(_json_safe(data), indent=1, sort_keys=True) + "\n")
+    pictures = RenderOutcome()
+    plot = pictures.attempt("parameter histograms",
+                            lambda: _plot_histograms(actual, stored, folder / "histograms.svg"))
     artifacts.record(
         "params",
         name=label,
@@ -205,6 +235,7 @@ def _write_artifacts(
         plot=None if plot is None else artifacts.relative(plot),
         stats=artifacts.relative(stats_path),
     )
+    pictures.warn(f"{label!r} ({actual.model})")  # after recording: -W error must not lose the record
 
 
 def _json_safe(value: Any) -> Any:
@@ -236,7 +267,7 @@ def _plot_histograms(actual: ParamStats, stored: ParamStats | None, path: Path) 
     cols = min(4, len(tensors))
     rows = math.ceil(len(tensors) / cols)
     comparable = stored is not None and stored.bins == actual.bins
-    with matplotlib.rc_context({"svg.hashsalt": "pytest-modelviz", "font.size": 7}):
+    with matplotlib.rc_context({"svg.hashsalt": "pytest-modelviz", "font.size": 7, **LITERAL_TEXT}):
         fig = Figure(figsize=(3 * cols, 2.1 * rows + 0.4), layout="constrained")
         axes = fig.subplots(rows, cols, squeeze=False)
         for ax, t in zip(axes.flat, tensors):

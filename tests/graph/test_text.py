@@ -70,3 +70,63 @@ def test_corrupt_text_names_the_line_and_the_fix(convnet_text: str, edit, expect
         ArchitectureGraph.from_text(edit(convnet_text))
     assert expected in str(info.value)
     assert "pytest --snapshot-update" in str(info.value)
+
+
+# Every module name torch accepts: ModuleDict keys may hold spaces, line breaks, tabs, quotes,
+# unicode, control characters, and the format's own separators.
+ODD_NAMES = [
+    "head 1", "a\rb", "a\nb", "tab\there", "ünï", "emoji😀", "quo'te\"s", "x  y", "trail ", " lead",
+    '"q', "sep\u2028x", "nel\x85x", "nul\x00x", "zero\u200bwidth", "eq=1", "<- 3", "back\\slash",
+]
+
+
+class OddNames(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.heads = torch.nn.ModuleDict({name: torch.nn.Linear(3, 3) for name in ODD_NAMES})
+        self.spare = torch.nn.ModuleDict({"never run\r\n": torch.nn.Linear(2, 2)})
+        self.heads["tied copy"] = torch.nn.Linear(3, 3)
+        self.heads["tied copy"].weight = self.heads["head 1"].weight
+
+    def forward(self, x):
+        for name in [*ODD_NAMES, "tied copy"]:
+            x = self.heads[name](x)
+        return {"out put\n": x}
+
+
+def test_every_module_name_round_trips_and_each_node_stays_one_line() -> None:
+    model = type("Odd class (v2)\n", (OddNames,), {})()
+    model.heads["a\nb"].weight.requires_grad_(False)
+    graph = capture(model, torch.randn(1, 3))
+    text = graph.to_text()
+    assert ArchitectureGraph.from_text(text) == graph
+    assert ArchitectureGraph.from_text(text).to_text() == text
+    lines = text.split("\n")
+    assert text.splitlines() == lines[:-1]  # no character that any reader takes for a line break
+    assert '1  "heads.head 1"  torch.nn.Linear(3, 3)  ' in text
+    assert '    param "heads.a\\nb.weight" [3, 3] float32 frozen' in lines
+    assert '    param "heads.tied copy.weight" [3, 3] float32 shared_with="heads.head 1.weight"' in lines
+    assert 'model: "Odd class (v2)\\n"' in lines
+    assert '"spare.never run\\r\\n"  torch.nn.Linear(2, 2)  params=6' in lines
+    assert '  "heads.x \\u0020y"  ' in text  # never two spaces inside a field
+    assert "  heads.ünï  " in text and "  heads.quo'te\"s  " in text  # plain words stay as they are
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('1  "heads.a  torch.nn.Linear(3, 3)  [1, 3] float32 -> [1, 3] float32  <- 0', "bad quoted name"),
+        ('1  heads  "Odd(3)  [1, 3] float32 -> [1, 3] float32  <- 0', "bad quoted layer name"),
+        ('1  heads  "Odd"3  [1, 3] float32 -> [1, 3] float32  <- 0', "must be followed by its arguments"),
+        ('    param "a.weight [3, 3] float32', "bad parameter line"),
+    ],
+)
+def test_a_broken_quoted_name_names_the_line(convnet_text: str, line: str, expected: str) -> None:
+    lines = convnet_text.splitlines()
+    if line.startswith("    "):
+        lines[8] = line
+    else:
+        lines[8:10] = [line]
+    with pytest.raises(SnapshotFormatError) as info:
+        ArchitectureGraph.from_text("\n".join(lines) + "\n")
+    assert expected in str(info.value) and "line 9" in str(info.value)

@@ -37,7 +37,7 @@ def test_convnet(graph_snapshot):
     assert graph.model_name == "ConvNet"
 """
 
-SNAPSHOT = "__snapshots__/test_convnet/test_convnet[ConvNet].txt"
+SNAPSHOT = "__snapshots__/test_convnet/test_convnet[ConvNet].architecture"
 
 
 def _write(pytester: pytest.Pytester, channels: int = 32, test: str = TEST) -> None:
@@ -122,7 +122,7 @@ def test_corrupt_snapshot_names_the_file_and_line(pytester: pytest.Pytester) -> 
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
     assert "SnapshotFormatError: " in out
-    assert "test_convnet[ConvNet].txt: line 14: expected a number, got 'three'" in out
+    assert "test_convnet[ConvNet].architecture: line 14: expected a number, got 'three'" in out
     assert "re-create it with `pytest --snapshot-update`" in out
     pytester.runpytest("--snapshot-update").assert_outcomes(passed=1)
     pytester.runpytest().assert_outcomes(passed=1)
@@ -149,12 +149,12 @@ def test_same_name_twice(graph_snapshot):
     result.stdout.fnmatch_lines(["*ModelvizUsageError: graph_snapshot name 'head' is used twice in this test*"])
     names = sorted(p.name for p in (pytester.path / "__snapshots__" / "test_convnet").iterdir())
     assert names == [
-        "test_many[ConvNet-2].txt",
-        "test_many[ConvNet].txt",
-        "test_many[head].txt",
-        "test_same_name_twice[head].txt",
+        "test_many[ConvNet-2].architecture",
+        "test_many[ConvNet].architecture",
+        "test_many[head].architecture",
+        "test_same_name_twice[head].architecture",
     ]
-    assert "[2, 1, 28, 28]" in (pytester.path / "__snapshots__/test_convnet/test_many[ConvNet-2].txt").read_text()
+    assert "[2, 1, 28, 28]" in (pytester.path / "__snapshots__/test_convnet/test_many[ConvNet-2].architecture").read_text()
 
 
 def test_capture_error_is_reported_with_the_module_at_fault(pytester: pytest.Pytester) -> None:
@@ -242,6 +242,33 @@ def test_stats(graph_snapshot):
     )
     pytester.runpytest("--snapshot-update").assert_outcomes(passed=1)
     [stored] = (pytester.path / "__snapshots__" / "test_convnet").iterdir()
-    assert stored.name == "test_stats[convnet].params.txt"
+    assert stored.name == "test_stats[convnet].params"
     assert "conv2.weight" in stored.read_text(encoding="utf-8")
     pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_module_names_with_spaces_and_line_breaks_match_on_the_next_run(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_heads="""
+        import torch
+        from torch import nn
+
+        class Heads(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.heads = nn.ModuleDict({"head 1": nn.Linear(3, 3), "cr\\rname": nn.Linear(3, 3), "tab\\tx": nn.Linear(3, 2)})
+
+            def forward(self, x):
+                return self.heads["tab\\tx"](self.heads["cr\\rname"](self.heads["head 1"](x)))
+
+        def test_heads(graph_snapshot):
+            graph_snapshot(Heads(), torch.zeros(1, 3))
+        """
+    )
+    pytester.runpytest("--snapshot-update").assert_outcomes(passed=1)
+    for args in ((), ("--snapshot-update",)):
+        result = pytester.runpytest(*args)
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines(["1 snapshot passed."])
+    stored = (pytester.path / "__snapshots__/test_heads/test_heads[Heads].architecture").read_bytes()
+    assert b'  "heads.head 1"  ' in stored and b'"heads.cr\\rname"' in stored and b"\r" not in stored

@@ -56,7 +56,7 @@ def _not_an_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
 
 
-SNAPSHOT = Path("__snapshots__/test_params/test_net[Net].params.txt")
+SNAPSHOT = Path("__snapshots__/test_params/test_net[Net].params")
 
 
 def _project(pytester: pytest.Pytester, body: str = "param_snapshot(Net())") -> None:
@@ -209,10 +209,10 @@ def test_names_counters_and_a_second_txt_extension_coexist(pytester: pytest.Pyte
     folder = pytester.path / "__snapshots__" / "test_params"
     names = sorted(p.name for p in folder.iterdir())
     assert names == [
-        "test_net[Net-2].params.txt",
-        "test_net[Net].params.txt",
+        "test_net[Net-2].params",
+        "test_net[Net].params",
         "test_net[arch].txt",
-        "test_net[conv net].params.txt",
+        "test_net[conv net].params",
     ]
     for args in (("--snapshot-update",), ()):
         result = pytester.runpytest(*args)
@@ -302,8 +302,8 @@ def test_through_graph_snapshot_beside_the_architecture_snapshot(pytester: pytes
     pytester.runpytest("--snapshot-update").assert_outcomes(passed=1)
     folder = pytester.path / "__snapshots__" / "test_params"
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["test_net[Net].params.txt", "test_net[Net].txt"]
-    assert "  hist: " in (folder / names[0]).read_text(encoding="utf-8")
+    assert names == ["test_net[Net].architecture", "test_net[Net].params"]
+    assert "  hist: " in (folder / "test_net[Net].params").read_text(encoding="utf-8")
     for args in (("--snapshot-update",), ()):
         result = pytester.runpytest(*args)
         result.assert_outcomes(passed=1)

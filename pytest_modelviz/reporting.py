@@ -1,16 +1,25 @@
 """Run-level reporting hooks, registered only with ``--modelviz``: attach each test's artifacts,
-record outcomes, write the run report and print where everything is."""
+record outcomes, write the run report and print where everything is.
+
+Nothing here may cost a test result: a run folder that cannot be written (a full disk) or a report
+that cannot be made ends in one warning naming what is missing, after pytest's own summary.
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any, Callable, Generator, Sequence
 
 import pytest
 
 from pytest_modelviz import attachments
-from pytest_modelviz.artifacts import iter_files, safe_dirname
-from pytest_modelviz.session import ModelvizSession, TestOutcome
+from pytest_modelviz.artifacts import TestFolder, iter_files, walk_run
+from pytest_modelviz.records import OUTCOMES_FILE, RunOutcomes, snapshot_changes
+from pytest_modelviz.session import ModelvizSession
+
+_SHOWN_NOT_WRITTEN = 8  # files named in the warning; the rest are counted
 
 
 class RunReporter:
@@ -18,6 +27,10 @@ class RunReporter:
         self.config = config
         self.session = session
         self.report_path: Path | None = None
+        self.n_files = 0
+        self.collected: list[str] = []
+        self.interruption = ""  # why the session stopped early, when it did
+        self.final: RunOutcomes | None = None
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
@@ -25,7 +38,7 @@ class RunReporter:
         if report.when != "teardown":
             return report
         # At teardown every writer is closed, so every file is final. This runs in the process
-        # that has the files (an xdist worker too); the list travels with the report.
+        # that has the files (an xdist worker too); the lists travel with the report.
         test_dir = self.session.test_dir(item.nodeid)
         files = list(iter_files(test_dir)) if test_dir is not None else []
         if files:
@@ -33,55 +46,150 @@ class RunReporter:
             if self.config.pluginmanager.hasplugin("html"):
                 extras = attachments.html_extras(files, test_dir, _html_report_dir(self.config))
                 report.extras = [*getattr(report, "extras", []), *extras]
+        not_written = self.session.take_not_written()
+        if not_written:
+            report.modelviz_not_written = not_written
         return report
+
+    # -------------------------------------------------------- on the controller: what ran, how
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collected = [item.nodeid for item in session.items]
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
+        if not self.collected:
+            self.collected = list(ids)
+
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        if not self.session.is_worker:
+            self.session.test_started(nodeid)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # On the controller: the one process that writes JUnit XML and the run report.
+        # On the controller: the one process that writes the run report.
         if self.session.is_worker:
             return
-        self._remember_outcome(report)
-        files = [Path(p) for p in getattr(report, "modelviz_artifacts", [])]
-        if report.when == "teardown" and files:
-            _add_junit_attachments(self.config, report, attachments.junit_lines(files))
+        outcome, message = _phase_outcome(report)
+        self.session.test_reported(report.nodeid, outcome, float(getattr(report, "duration", 0.0) or 0.0), message)
+        self.session.not_written += getattr(report, "modelviz_not_written", None) or []
 
-    def _remember_outcome(self, report: pytest.TestReport) -> None:
-        prev = self.session.outcomes.get(report.nodeid)
-        duration = (prev.duration if prev else 0.0) + float(getattr(report, "duration", 0.0) or 0.0)
-        outcome = prev.outcome if prev else "passed"
-        message = prev.message if prev else ""
-        if report.when == "call" or (report.when == "setup" and not report.passed):
-            if hasattr(report, "wasxfail"):
-                outcome = "xfailed" if report.skipped else "xpassed"
-            elif report.failed:
-                outcome = "failed" if report.when == "call" else "error"
-            elif report.skipped:
-                outcome = "skipped"
-            if not report.passed:
-                message = _short_message(report)
-        elif report.when == "teardown" and report.failed:
-            outcome, message = "error", _short_message(report)
-        self.session.record_outcome(
-            TestOutcome(report.nodeid, outcome, duration, safe_dirname(report.nodeid), message)
-        )
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        if not self.session.is_worker:
+            self.session.test_finished(nodeid)
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        self.interruption = _interruption(excinfo.value)
+
+    # -------------------------------------------------------- the end of the run
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.session.is_worker or self.session.run_dir is None:
             return
-        self.session.write_outcomes()
+        try:
+            self._finish(session, int(exitstatus))
+        finally:
+            self.session.release_run()
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.session.release_run()  # a session that ended before pytest_sessionfinish
+
+    def _finish(self, session: pytest.Session, exitstatus: int) -> None:
+        mv = self.session
+        assert mv.run_dir is not None
+        stopped = self.interruption or str(session.shouldfail or session.shouldstop or "")
+        tests = mv.outcomes(stopped)
+        started = mv.started_ids()
+        not_run = tuple(n for n in self.collected if n not in started) if stopped else ()
+        if not (self.interruption or not_run or any(t.outcome == "interrupted" for t in tests)):
+            stopped = ""  # e.g. --maxfail reached on the last test: every test ran
+        folders = self._walk(mv.run_dir)
+        self.n_files = sum(len(f.files) for f in folders)
+        outcomes = RunOutcomes(
+            tests=tuple(tests),
+            started=mv.started,
+            finished=time.time(),
+            exit_status=exitstatus,
+            interrupted=stopped,
+            not_run=not_run,
+            notes=tuple(mv.notes),
+            not_written=tuple(mv.not_written),
+            snapshot_changes=sum(snapshot_changes(f.records) for f in folders),
+            extras=mv.extras,
+        )
+        # When this cannot be written it is named in the warning; the report still shows every outcome.
+        self._write(OUTCOMES_FILE, lambda: mv.write_outcomes(outcomes))
         from pytest_modelviz.report.html import write_report
 
-        self.report_path = write_report(self.session.run_dir)
+        # The report says which files are missing, its own excepted: if it is not written, nobody reads it.
+        self.final = outcomes = replace(outcomes, not_written=tuple(mv.not_written))
+        self.report_path = self._write("report.html", lambda: write_report(mv.run_dir, outcomes=outcomes, folders=folders))
+
+    def _walk(self, run_dir: Path) -> tuple[TestFolder, ...]:
+        try:
+            return walk_run(run_dir)
+        except OSError as exc:
+            self.session.not_written.append(f"the run folder could not be read ({exc.strerror or exc})")
+            return ()
+
+    def _write(self, name: str, write: Callable[[], Path | None]) -> Path | None:
+        try:
+            return write()
+        except OSError as exc:
+            self.session.not_written.append(f"{name} ({exc.strerror or exc})")
+        except Exception as exc:  # noqa: BLE001 - a report bug must not cost the test results; warned below
+            self.session.not_written.append(f"{name} ({type(exc).__name__}: {exc})")
+        return None
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         run_dir = self.session.run_dir
         if run_dir is None or self.session.is_worker:
             return
-        n_files = sum(len(list(iter_files(d))) for d in run_dir.iterdir() if d.is_dir())
         terminalreporter.write_sep("-", "modelviz")
-        for line in attachments.summary_lines(run_dir, n_files, self.report_path):
+        for line in attachments.summary_lines(run_dir, self.n_files, self.report_path):
             terminalreporter.write_line(line)
+        for note in self.session.notes:
+            terminalreporter.write_line(f"modelviz: {note}", yellow=True)
+        final = self.final
+        if final is not None and final.interrupted:
+            unfinished = [t.nodeid for t in final.tests if t.outcome == "interrupted"]
+            terminalreporter.write_line(
+                f"modelviz: the run stopped early ({final.interrupted}): {len(unfinished)} test(s) did not "
+                f"finish, {len(final.not_run)} did not run; the report lists them", red=True)
+        if self.session.not_written:
+            terminalreporter.write_line(_not_written_warning(self.session.not_written), yellow=True, bold=True)
+
+
+def _phase_outcome(report: pytest.TestReport) -> tuple[str | None, str]:
+    """What one phase's report says about its test: an outcome word (None: nothing) and a message."""
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        if hasattr(report, "wasxfail"):
+            outcome = "xfailed" if report.skipped else "xpassed"
+        elif report.failed:
+            outcome = "failed" if report.when == "call" else "error"
+        elif report.skipped:
+            outcome = "skipped"
+        else:
+            outcome = "passed"
+        return outcome, "" if report.passed else _short_message(report)
+    if report.when == "teardown" and report.failed:
+        return "error", _short_message(report)
+    return None, ""
+
+
+def _interruption(exc: BaseException) -> str:
+    if type(exc) is KeyboardInterrupt:
+        return "interrupted by Ctrl-C (KeyboardInterrupt)"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _not_written_warning(items: list[str]) -> str:
+    shown = ", ".join(items[:_SHOWN_NOT_WRITTEN])
+    more = f" and {len(items) - _SHOWN_NOT_WRITTEN} more" if len(items) > _SHOWN_NOT_WRITTEN else ""
+    return (f"modelviz: WARNING: {len(items)} file(s) of the run folder could not be written: {shown}{more}. "
+            "The test results above are complete.")
 
 
 def _html_report_dir(config: pytest.Config) -> Path | None:
@@ -94,31 +202,6 @@ def _short_message(report: pytest.TestReport) -> str:
         return str(report.longrepr[2])
     text = getattr(report, "longreprtext", "") or ""
     return text[-4000:]
-
-
-def _add_junit_attachments(config: pytest.Config, report: pytest.TestReport, lines: str) -> None:
-    """Put attachment lines in the test case's ``<system-out>``.
-
-    When pytest already writes captured stdout there (``junit_logging`` system-out, out-err or
-    all), add them as a captured section so the one ``<system-out>`` holds both; otherwise add a
-    ``<system-out>`` element of our own, since Jenkins and GitLab read attachments only there.
-    """
-    try:
-        from _pytest.junitxml import xml_key
-    except ImportError:  # pragma: no cover - pytest moved its JUnit internals
-        warn(config, "modelviz: this pytest's JUnit XML writer is not supported; no attachment lines")
-        return
-    xml = config.stash.get(xml_key, None)
-    if xml is None:
-        return
-    if getattr(xml, "logging", "no") in ("system-out", "out-err", "all"):
-        report.sections.append(("Captured stdout modelviz", lines))
-        return
-    import xml.etree.ElementTree as ET
-
-    node = ET.Element("system-out")
-    node.text = lines
-    xml.node_reporter(report).append(node)
 
 
 def warn(config: pytest.Config, message: str) -> None:

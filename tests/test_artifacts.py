@@ -57,7 +57,10 @@ def test_awkward_node_ids_get_distinct_folders(pytester: pytest.Pytester) -> Non
             modelviz_artifacts.path("id.txt").write_text(modelviz_artifacts.nodeid, encoding="utf-8")
         """
     )
-    pytester.runpytest("--modelviz").assert_outcomes(passed=7)
+    before = {p for p in pytester.path.rglob("*") if ".modelviz" not in p.parts}
+    pytester.runpytest("--modelviz", "-p", "no:cacheprovider").assert_outcomes(passed=7)
+    after = {p for p in pytester.path.rglob("*") if ".modelviz" not in p.parts and "__pycache__" not in p.parts}
+    assert after == before, "hostile ids wrote nothing outside the run folder"
     run = run_dir_of(pytester)
     written = sorted(p.read_text(encoding="utf-8") for p in run.glob("*/id.txt"))
     assert len(written) == 7 and len(set(written)) == 7
@@ -136,13 +139,30 @@ def test_snapshot_changes_are_counted_from_every_workers_records(pytester: pytes
 
 
 def test_records_reader_skips_a_line_cut_short(tmp_path) -> None:
-    from pytest_modelviz.artifacts import RECORDS_FILE, count_snapshot_changes, read_record_lines
+    from pytest_modelviz.artifacts import RECORDS_FILE, read_records, walk_run
+    from pytest_modelviz.records import UnreadableRecord, snapshot_changes
 
     test_dir = tmp_path / "t"
     test_dir.mkdir()
     (test_dir / RECORDS_FILE).write_text(
         '{"kind": "architecture", "snapshot": "changed"}\n{"kind": "params", "snap\n[1]\n', encoding="utf-8"
     )
-    records, bad = read_record_lines(test_dir / RECORDS_FILE)
-    assert records == [{"kind": "architecture", "snapshot": "changed"}] and bad == 2
-    assert count_snapshot_changes(tmp_path) == 1
+    assert read_records(test_dir) == [{"kind": "architecture", "snapshot": "changed"}]
+    (folder,) = walk_run(tmp_path)
+    assert [type(r).__name__ for r in folder.records] == ["ArchitectureRecord", "UnreadableRecord", "UnreadableRecord"]
+    assert all(isinstance(r, UnreadableRecord) for r in folder.records[1:])
+    assert snapshot_changes(folder.records) == 1
+
+
+def test_a_record_that_cannot_be_written_goes_to_the_handler(tmp_path) -> None:
+    """A record that cannot be written is handed to the session (which warns once), not raised."""
+    from pytest_modelviz.artifacts import RECORDS_FILE
+
+    failures: list[str] = []
+    art = ArtifactDir("t::x", tmp_path / "t", persist=True, on_write_error=lambda p, e: failures.append(p.name))
+    assert art.record("note", value=1)
+    (tmp_path / "t" / RECORDS_FILE).chmod(0o444)
+    if os.access(tmp_path / "t" / RECORDS_FILE, os.W_OK):  # root ignores file modes
+        pytest.skip("this user can write a read-only file; the full-disk test covers this as root")
+    assert not art.record("note", value=2)
+    assert failures == [RECORDS_FILE]

@@ -7,6 +7,7 @@ label is escaped here: series names come from users (metric names).
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from html import escape
 from typing import Callable, Sequence
@@ -22,24 +23,65 @@ class Series:
     points: tuple[tuple[float, float], ...]  # (x, y); non-finite y are shown as markers, not lines
 
 
+_TINY = 1e-290  # spans below this are rounding noise, not data (and their steps would underflow)
+_FLAT = 1e-9  # a span this small against the values' size is drawn as a flat line
+
+
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round tick values covering ``[lo, hi]`` (steps of 1, 2 or 5 times a power of ten)."""
+    """Round tick values covering ``[lo, hi]`` (steps of 1, 2 or 5 times a power of ten).
+
+    Never more than ``count + 3`` ticks, whatever the values: equal, one ulp apart, tiny, or
+    near the float limits. Non-finite bounds give no ticks.
+    """
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return []
-    if hi <= lo:
-        hi = lo + (abs(lo) or 1.0)
-    raw = (hi - lo) / max(1, count)
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    first = math.floor(lo / step) * step
-    ticks = []
-    value = first
-    while value <= hi + step * 1e-9:
-        ticks.append(round(value, 12))
-        value += step
-    if ticks and ticks[-1] < hi:
-        ticks.append(round(value, 12))
+    lo, hi = min(lo, hi), max(lo, hi)
+    count = max(2, min(int(count), 50))  # one interval over the whole float range would overflow
+    lo, hi = _widen_flat(lo, hi)
+    raw = hi / count - lo / count  # not (hi - lo) / count: that overflows for spans near float max
+    step = _nice_step(raw)
+    k = math.floor(lo / step)
+    if k * step > lo:  # lo / step rounded up (or underflowed to -0.0 for a tiny negative lo)
+        k -= 1
+    ticks: list[float] = []
+    for i in range(count + 3):  # a nice step is at least the raw one, so count + 2 always reach hi
+        value = (k + i) * step  # multiplied, not accumulated: no drift, and zero stays exactly 0.0
+        value = min(max(value, -sys.float_info.max), sys.float_info.max)  # a step past the float limit
+        ticks.append(value)
+        if value >= hi:
+            break
     return ticks
+
+
+def _widen_flat(lo: float, hi: float) -> tuple[float, float]:
+    """A range that is one value (or rounding noise around it) gets room around that value."""
+    size = max(abs(lo), abs(hi))
+    if hi - lo > max(size * _FLAT, _TINY):
+        return lo, hi
+    center = lo / 2 + hi / 2
+    pad = abs(center) / 2 if abs(center) > _TINY else 1.0
+    return max(center - pad, -sys.float_info.max), min(center + pad, sys.float_info.max)
+
+
+def _nice_step(raw: float) -> float:
+    power = 10.0 ** math.floor(math.log10(raw))
+    for m in (1.0, 2.0, 5.0, 10.0):
+        if math.isfinite(m * power) and m * power >= raw:
+            return m * power
+    return raw  # no round step below the float limit
+
+
+def scale(value: float, lo: float, hi: float) -> float:
+    """Where ``value`` sits between ``lo`` and ``hi``, as a fraction (0 when the range is empty).
+
+    Computed on halves when the span overflows (``1e308 - -1e308``)."""
+    span = hi - lo
+    if not math.isfinite(span):
+        span, value, lo = hi / 2 - lo / 2, value / 2, lo / 2
+    if span <= 0 or not math.isfinite(span):
+        return 0.0
+    fraction = (value - lo) / span
+    return min(1.0, max(0.0, fraction)) if math.isfinite(fraction) else 0.0
 
 
 def format_number(value: float) -> str:
@@ -69,10 +111,10 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str = "step", y
     pw, ph = WIDTH - _LEFT - _RIGHT, HEIGHT - _TOP - _BOTTOM
 
     def sx(x: float) -> float:
-        return _LEFT + (x - x0) / ((x1 - x0) or 1.0) * pw
+        return _LEFT + scale(x, x0, x1) * pw
 
     def sy(y: float) -> float:
-        return _TOP + ph - (y - y0) / ((y1 - y0) or 1.0) * ph
+        return _TOP + ph - scale(y, y0, y1) * ph
 
     parts = [head]
     for t in yt:

@@ -12,18 +12,28 @@ from html import escape as e
 from importlib.resources import files
 from pathlib import Path
 
+from pytest_modelviz.artifacts import TestFolder, write_atomic
+from pytest_modelviz.records import RunOutcomes
 from pytest_modelviz.report.charts import format_number
 from pytest_modelviz.report.model import OUTCOME_ORDER, RunView
 from pytest_modelviz.report.read import load_run
 from pytest_modelviz.report.sections import anchor_id, badge, command, test_card
 
 REPORT_FILE = "report.html"
+_MAX_LISTED = 200  # node ids listed in the interruption banner; the rest are counted
 
 
-def write_report(run_dir: Path) -> Path:
-    path = Path(run_dir) / REPORT_FILE
-    path.write_text(render(load_run(Path(run_dir))), encoding="utf-8")
-    return path
+def write_report(
+    run_dir: Path, *, outcomes: RunOutcomes | None = None, folders: tuple[TestFolder, ...] | None = None
+) -> Path:
+    """Write ``run_dir/report.html`` whole or not at all (raises ``OSError`` when it cannot).
+
+    ``outcomes`` and ``folders``: what the session already holds at its end; without them the
+    report is read from the folder alone.
+    """
+    run_dir = Path(run_dir)
+    page = render(load_run(run_dir, outcomes=outcomes, folders=folders))
+    return write_atomic(run_dir / REPORT_FILE, page)
 
 
 def _asset(name: str) -> str:
@@ -32,7 +42,7 @@ def _asset(name: str) -> str:
 
 def render(view: RunView) -> str:
     counts = view.counts
-    status = "failed" if counts.get("failed") or counts.get("error") else "passed"
+    status = "failed" if counts.get("failed") or counts.get("error") or view.interrupted else "passed"
     cards = "\n".join(test_card(t, i) for i, t in enumerate(_ordered(view)) if t.has_details)
     return f"""<!doctype html>
 <html lang="en">
@@ -50,6 +60,7 @@ def render(view: RunView) -> str:
 <p class="run-name">{e(view.name)}{_when(view)}</p>
 </header>
 <main>
+{_interrupted(view)}
 {_summary(view)}
 {_problems(view)}
 {_index(view)}
@@ -73,7 +84,33 @@ def _ordered(view: RunView) -> list:
 def _when(view: RunView) -> str:
     if view.started is None:
         return ""
-    return " · started " + e(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(view.started)))
+    try:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(view.started))
+    except (OverflowError, OSError, ValueError):  # a start time no calendar holds
+        return ""
+    return " · started " + e(when)
+
+
+def _interrupted(view: RunView) -> str:
+    """A run that stopped early says so first, and names the tests it never finished."""
+    if not view.interrupted:
+        return ""
+    unfinished, not_run = view.unfinished, view.not_run
+    parts = [
+        '<section class="run-stopped">',
+        f"<h2>This run did not finish: {e(view.interrupted)}</h2>",
+        f"<p>{len(unfinished)} test(s) started and did not finish; {len(not_run)} test(s) did not run. "
+        "Their outcomes are unknown: none of them passed.</p>",
+    ]
+    for title, ids in (("Did not finish", unfinished), ("Did not run", not_run)):
+        if ids:
+            items = "".join(f"<li>{e(n)}</li>" for n in ids[:_MAX_LISTED])
+            more = f"<li>… and {len(ids) - _MAX_LISTED} more</li>" if len(ids) > _MAX_LISTED else ""
+            opened = " open" if title == "Did not finish" else ""
+            parts.append(f'<details class="unfinished"{opened}><summary>{title} ({len(ids)})</summary>'
+                         f"<ul>{items}{more}</ul></details>")
+    parts.append("</section>")
+    return "".join(parts)
 
 
 def _summary(view: RunView) -> str:
@@ -107,10 +144,14 @@ def _seconds(value: float) -> str:
 
 
 def _problems(view: RunView) -> str:
-    if not view.problems:
+    items = [e(p) for p in view.problems]
+    if view.not_written:
+        items.append("These files of the run could not be written, so they are missing: "
+                     + e(", ".join(view.not_written)))
+    items += [e(n) for n in view.notes]
+    if not items:
         return ""
-    items = "".join(f"<li>{e(p)}</li>" for p in view.problems)
-    return f'<section class="problems"><ul>{items}</ul></section>'
+    return f'<section class="problems"><ul>{"".join(f"<li>{i}</li>" for i in items)}</ul></section>'
 
 
 def _index(view: RunView) -> str:
@@ -121,7 +162,7 @@ def _index(view: RunView) -> str:
     rows = []
     for i, t in enumerate(_ordered(view)):
         marks = []
-        if t.snapshot_changed:
+        if t.snapshot_changes:
             marks.append("snapshot changed")
         if t.architectures:
             marks.append("architecture")

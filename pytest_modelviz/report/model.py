@@ -7,7 +7,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-OUTCOME_ORDER = ("failed", "error", "xpassed", "passed", "xfailed", "skipped", "unknown")
+from pytest_modelviz.records import (
+    ArchitectureRecord,
+    CheckRecord,
+    GraphRenderRecord,
+    ParamsRecord,
+    TrainRecord,
+    VisdomRecord,
+)
+
+OUTCOME_ORDER = ("failed", "error", "interrupted", "xpassed", "passed", "xfailed", "skipped", "unknown")
 
 
 @dataclass(frozen=True)
@@ -18,74 +27,48 @@ class Artifact:
     href: str | None
 
 
+# Each view is a record as read (``records``) plus what the page needs from the folder: the
+# record's paths checked and made relative to the run folder, checks attached to their run.
+
+
 @dataclass(frozen=True)
 class Architecture:
-    name: str
-    model: str
-    training: bool | None
-    totals: dict[str, int]
-    rows: tuple[dict[str, Any], ...]
-    snapshot: str
-    diff: str
+    record: ArchitectureRecord
     text: Artifact | None
-    torch_version: str
 
 
 @dataclass(frozen=True)
 class ParamsSnapshot:
-    name: str
-    model: str
-    snapshot: str
-    mismatches: tuple[str, ...]
+    record: ParamsRecord
     plot: Artifact | None
     stats: Artifact | None
 
 
 @dataclass(frozen=True)
 class GraphRender:
-    name: str
-    files: dict[str, Artifact]
-    renderer: str | None
-    note: str
-    tensorboard_graph: bool
-    errors: tuple[str, ...] = ()  # renderers that failed, and why
+    record: GraphRenderRecord
+    files: dict[str, Artifact]  # by file key (``svg``, ``torchviz_dot``...), existing files only
     dot_texts: dict[str, str] = field(default_factory=dict)  # DOT source by file key, for showing as text
 
 
 @dataclass(frozen=True)
-class Check:
-    name: str
-    passed: bool
-    message: str
-
-
-@dataclass(frozen=True)
 class TrainRun:
-    name: str
-    model: str
-    device: str
-    torch_version: str
-    steps: int | None
-    losses: tuple[float, ...]
-    lrs: tuple[float, ...]
-    grad_norms: tuple[float, ...]
-    eval: dict[str, tuple[tuple[float, float], ...]]
+    record: TrainRecord
     curves: Artifact | None
-    histograms: Artifact | None
-    checks: tuple[Check, ...] = ()
+    checks: tuple[CheckRecord, ...] = ()
 
 
 @dataclass(frozen=True)
 class VisdomEnv:
-    env: str
+    record: VisdomRecord
     json: Artifact | None
     log: Artifact | None
-    replay: str
-    windows: int | None = None
 
 
 @dataclass(frozen=True)
 class TestView:
+    __test__ = False  # not a test class
+
     nodeid: str
     outcome: str
     duration: float
@@ -95,12 +78,12 @@ class TestView:
     params: tuple[ParamsSnapshot, ...] = ()
     renders: tuple[GraphRender, ...] = ()
     trains: tuple[TrainRun, ...] = ()
-    checks: tuple[Check, ...] = ()  # checks with no training run before them
+    checks: tuple[CheckRecord, ...] = ()  # checks with no training run before them
     visdom: tuple[VisdomEnv, ...] = ()
-    others: tuple[dict[str, Any], ...] = ()  # record kinds this version does not know
+    others: tuple[str, ...] = ()  # records of kinds this version does not know, as written
     tensorboard: str | None = None  # the test's TensorBoard run folder, relative to the run folder
     files: tuple[Artifact, ...] = ()
-    problems: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()  # records, or parts of them, that could not be read
 
     @property
     def has_details(self) -> bool:
@@ -109,8 +92,8 @@ class TestView:
                     or self.renders or self.trains or self.checks or self.visdom or self.others)
 
     @property
-    def snapshot_changed(self) -> bool:
-        return any(a.snapshot in ("changed", "updated") for a in (*self.architectures, *self.params))
+    def snapshot_changes(self) -> int:
+        return sum(a.record.changed for a in self.architectures) + sum(p.record.changed for p in self.params)
 
 
 @dataclass(frozen=True)
@@ -118,10 +101,13 @@ class RunView:
     name: str  # the run folder's name
     started: float | None
     finished: float | None
-    snapshot_changes: int
     tests: tuple[TestView, ...]
     extras: dict[str, Any] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    interrupted: str = ""  # why the run stopped before every test ran
+    not_run: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    not_written: tuple[str, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -136,25 +122,29 @@ class RunView:
 
     @property
     def devices(self) -> tuple[str, ...]:
-        found = [r.device for t in self.tests for r in t.trains if r.device]
+        found = [r.record.device for t in self.tests for r in t.trains if r.record.device]
         found += _strings(self.extras.get("devices", self.extras.get("device")))
         return tuple(sorted(set(found)))
 
     @property
     def torch_versions(self) -> tuple[str, ...]:
-        found = [r.torch_version for t in self.tests for r in (*t.trains, *t.architectures) if r.torch_version]
+        found = [r.record.torch_version for t in self.tests for r in (*t.trains, *t.architectures)
+                 if r.record.torch_version]
         found += _strings(self.extras.get("torch_version"))
         return tuple(sorted(set(found)))
 
     @property
     def changed_snapshots(self) -> int:
-        return max(self.snapshot_changes, sum(t.snapshot_changed for t in self.tests))
+        return sum(t.snapshot_changes for t in self.tests)
+
+    @property
+    def unfinished(self) -> tuple[str, ...]:
+        return tuple(t.nodeid for t in self.tests if t.outcome == "interrupted")
 
 
 def _strings(value: Any) -> list[str]:
     if isinstance(value, str) and value:
         return [value]
     if isinstance(value, (list, tuple)):
-        return [str(v) for v in value if v]
+        return [v for v in value if isinstance(v, str) and v]
     return []
-

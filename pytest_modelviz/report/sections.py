@@ -6,17 +6,16 @@ a record or a test id goes through ``e`` (escape) or ``href`` (URL-quote, then e
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 from html import escape as e
 from urllib.parse import quote
 
+from pytest_modelviz.records import CHANGED_STATES, ArchitectureRecord, CheckRecord
 from pytest_modelviz.report.charts import Series, format_number, line_chart
 from pytest_modelviz.report.model import (
     Architecture,
     Artifact,
-    Check,
     GraphRender,
     ParamsSnapshot,
     TestView,
@@ -24,7 +23,6 @@ from pytest_modelviz.report.model import (
 )
 
 _RENDER_FAMILIES = (("", "Architecture graph"), ("hiddenlayer_", "hiddenlayer"), ("torchviz_", "Autograd graph (torchviz)"))
-_CHANGED = ("changed", "updated")
 
 
 def href(path: str) -> str:
@@ -72,9 +70,9 @@ def test_card(t: TestView, index: int) -> str:
     ]
     if t.message:
         # A changed snapshot's diff is shown below in colour; the traceback repeats it, so start closed.
-        shown_below = any(a.diff for a in t.architectures) or any(p.mismatches for p in t.params)
-        opened = " open" if t.outcome in ("failed", "error", "xpassed", "unknown") and not shown_below else ""
-        title = "Reason" if t.outcome in ("skipped", "xfailed") else "Failure"
+        shown_below = any(a.record.diff for a in t.architectures) or any(p.record.mismatches for p in t.params)
+        opened = " open" if t.outcome in ("failed", "error", "xpassed", "interrupted", "unknown") and not shown_below else ""
+        title = {"skipped": "Reason", "xfailed": "Reason", "interrupted": "Interrupted"}.get(t.outcome, "Failure")
         parts.append(f'<details class="message"{opened}><summary>{title}</summary><pre>{e(t.message)}</pre></details>')
     for problem in t.problems:
         parts.append(f'<p class="problem">{e(problem)}</p>')
@@ -86,7 +84,7 @@ def test_card(t: TestView, index: int) -> str:
     parts += [params(p) for p in t.params]
     parts.append(viewers(t))
     if t.others:
-        body = "\n".join(json.dumps(o, sort_keys=True, default=str) for o in t.others)
+        body = "\n".join(t.others)
         parts.append(f'<details class="others"><summary>{len(t.others)} other record(s)</summary><pre>{e(body)}</pre></details>')
     if t.files:
         items = "".join(f"<li>{link(f)}</li>" for f in t.files)
@@ -98,11 +96,12 @@ def test_card(t: TestView, index: int) -> str:
 def _snapshot_badge(state: str) -> str:
     if not state:
         return ""
-    cls = "failed" if state == "changed" else ("updated" if state in _CHANGED or state == "created" else "passed")
+    cls = "failed" if state == "changed" else ("updated" if state in CHANGED_STATES or state == "created" else "passed")
     return badge(f"snapshot {state}", cls)
 
 
-def architecture(a: Architecture) -> str:
+def architecture(view: Architecture) -> str:
+    a = view.record
     mode = "" if a.training is None else (" · train mode" if a.training else " · eval mode")
     totals = a.totals
     facts = [
@@ -123,22 +122,19 @@ def architecture(a: Architecture) -> str:
         parts.append(f'<details class="diff" open><summary>Snapshot difference</summary>{diff(a.diff)}</details>')
     if a.rows:
         parts.append(_layer_table(a))
-    if a.text:
-        parts.append(f'<p class="links">{link(a.text)}</p>')
+    if view.text:
+        parts.append(f'<p class="links">{link(view.text)}</p>')
     parts.append("</div>")
     return "".join(parts)
 
 
-def _layer_table(a: Architecture) -> str:
+def _layer_table(a: ArchitectureRecord) -> str:
     rows = []
     for r in a.rows:
-        shape = r.get("output_shape", "")
-        shape_text = "×".join(str(d) for d in shape) if isinstance(shape, list) and all(
-            isinstance(d, int) for d in shape) else ("" if shape is None else str(shape))
         rows.append(
-            f'<tr><td class="layer">{e(str(r.get("name", "")))}</td><td>{e(str(r.get("type", "")))}</td>'
-            f'<td class="shape">{e(shape_text)}</td><td class="num">{e(_int(r.get("params")))}</td>'
-            f'<td class="num">{e(_int(r.get("macs")))}</td></tr>'
+            f'<tr><td class="layer">{e(r.name)}</td><td>{e(r.type)}</td>'
+            f'<td class="shape">{e("×".join(str(d) for d in r.output_shape))}</td><td class="num">{e(_int(r.params))}</td>'
+            f'<td class="num">{e(_int(r.macs))}</td></tr>'
         )
     return (
         '<div class="table-wrap"><table class="layers"><thead><tr><th>Layer</th><th>Type</th>'
@@ -156,7 +152,8 @@ def diff(text: str) -> str:
 
 
 def graph_render(g: GraphRender) -> str:
-    parts = [f'<div class="block render"><h3>Graph <span class="name">{e(g.name)}</span></h3>']
+    r = g.record
+    parts = [f'<div class="block render"><h3>Graph <span class="name">{e(r.name)}</span></h3>']
     figures = []
     for prefix, title in _RENDER_FAMILIES:
         picture = g.files.get(f"{prefix}svg") or g.files.get(f"{prefix}png")
@@ -171,12 +168,11 @@ def graph_render(g: GraphRender) -> str:
             )
     parts.append(f'<div class="figures">{"".join(figures)}</div>' if figures else "")
     notes = []
-    if g.renderer:
-        notes.append(f"rendered with {e(g.renderer)}")
-    if g.note:
-        notes.append(e(g.note))
-    notes += [f'<span class="missing">{e(err)}</span>' for err in g.errors]
-    if g.tensorboard_graph:
+    if r.renderer:
+        notes.append(f"rendered with {e(r.renderer)}")
+    notes += [e(note) for note in r.notes]
+    notes += [f'<span class="missing">{e(err)}</span>' for err in r.errors]
+    if r.tensorboard_graph:
         notes.append("also in TensorBoard's Graphs tab")
     if notes:
         parts.append(f'<p class="note">{" · ".join(notes)}</p>')
@@ -184,7 +180,8 @@ def graph_render(g: GraphRender) -> str:
     return "".join(parts)
 
 
-def train(r: TrainRun) -> str:
+def train(view: TrainRun) -> str:
+    r = view.record
     steps = r.steps if r.steps is not None else len(r.losses)
     facts = [x for x in (r.model, r.device and f"device {r.device}", f"{steps} steps",
                          r.torch_version and f"torch {r.torch_version}") if x]
@@ -202,16 +199,20 @@ def train(r: TrainRun) -> str:
         charts.append(line_chart([Series(k, v) for k, v in r.eval.items()], title="Evaluation", y_label="value"))
     if r.grad_norms:
         charts.append(line_chart([Series("grad norm", _by_step(r.grad_norms))], title="Gradient norm"))
-    if r.lrs and len(set(r.lrs)) > 1:
+    if r.lrs and len({str(x) for x in r.lrs}) > 1:
         charts.append(line_chart([Series("lr", _by_step(r.lrs))], title="Learning rate"))
     if charts:
         parts.append(f'<div class="charts">{"".join(charts)}</div>')
-    if r.checks:
-        parts.append(checks(r.checks))
-    pictures = [f'<figure>{image(a, a.label)}<figcaption>{e(a.label)}</figcaption></figure>'
-                for a in (r.curves, r.histograms) if a is not None]
-    if pictures:
-        parts.append(f'<details class="pictures"><summary>Plots</summary><div class="figures">{"".join(pictures)}</div></details>')
+    if view.checks:
+        parts.append(checks(view.checks))
+    if view.curves is not None:
+        parts.append(f'<details class="pictures"><summary>Plots</summary><div class="figures">'
+                     f'<figure>{image(view.curves, view.curves.label)}<figcaption>{e(view.curves.label)}</figcaption>'
+                     '</figure></div></details>')
+    if r.error and r.error not in r.note:
+        parts.append(f'<p class="problem">training stopped early: {e(r.error)}</p>')
+    if r.note:
+        parts.append(f'<p class="note">{e(r.note)}</p>')
     parts.append("</div>")
     return "".join(parts)
 
@@ -221,7 +222,7 @@ def _by_step(values: tuple[float, ...]) -> tuple[tuple[float, float], ...]:
     return tuple((float(i), v) for i, v in enumerate(values))
 
 
-def checks(items: tuple[Check, ...]) -> str:
+def checks(items: tuple[CheckRecord, ...]) -> str:
     rows = "".join(
         f'<tr class="{"ok" if c.passed else "bad"}"><td>{"✓" if c.passed else "✗"}</td>'
         f"<td>{e(c.name)}</td><td>{e(c.message or ('passed' if c.passed else 'failed'))}</td></tr>"
@@ -230,7 +231,8 @@ def checks(items: tuple[Check, ...]) -> str:
     return f'<table class="checks"><thead><tr><th></th><th>Check</th><th>Result</th></tr></thead><tbody>{rows}</tbody></table>'
 
 
-def params(p: ParamsSnapshot) -> str:
+def params(view: ParamsSnapshot) -> str:
+    p = view.record
     parts = [
         f'<div class="block params"><h3>Parameter statistics <span class="name">{e(p.name)}</span> '
         f'<span class="model">{e(p.model)}</span> {_snapshot_badge(p.snapshot)}</h3>'
@@ -238,10 +240,10 @@ def params(p: ParamsSnapshot) -> str:
     if p.mismatches:
         items = "".join(f"<li>{e(m)}</li>" for m in p.mismatches)
         parts.append(f'<ul class="mismatches">{items}</ul>')
-    if p.plot is not None:
-        parts.append(f'<div class="figures"><figure>{image(p.plot, "parameter histograms")}</figure></div>')
-    if p.stats is not None:
-        parts.append(f'<p class="links">{link(p.stats)}</p>')
+    if view.plot is not None:
+        parts.append(f'<div class="figures"><figure>{image(view.plot, "parameter histograms")}</figure></div>')
+    if view.stats is not None:
+        parts.append(f'<p class="links">{link(view.stats)}</p>')
     parts.append("</div>")
     return "".join(parts)
 
@@ -255,9 +257,10 @@ def viewers(t: TestView) -> str:
         )
     for v in t.visdom:
         files = " · ".join(x for x in (link(v.json), link(v.log)) if x)
-        replay = f" · replay (from the run folder): {command(v.replay)}" if v.replay else ""
-        windows = f" ({v.windows} window{'s' if v.windows != 1 else ''})" if v.windows is not None else ""
-        rows.append(f"<li>visdom env <b>{e(v.env)}</b>{windows}{' · ' + files if files else ''}{replay}</li>")
+        r = v.record
+        replay = f" · replay (from the run folder): {command(r.replay)}" if r.replay else ""
+        windows = f" ({r.windows} window{'s' if r.windows != 1 else ''})" if r.windows is not None else ""
+        rows.append(f"<li>visdom env <b>{e(r.env)}</b>{windows}{' · ' + files if files else ''}{replay}</li>")
     return f'<div class="block viewers"><ul>{"".join(rows)}</ul></div>' if rows else ""
 
 

@@ -64,3 +64,19 @@ def test_the_error_box_catches_console_errors_and_broken_resources(tmp_path: Pat
     assert '<div id="js-errors" hidden=""></div>' not in dom, "the page's own error detector saw nothing"
     assert "boom from a script" in dom
     assert "failed to load" in dom and "no-such-picture.png" in dom
+
+
+def test_an_interrupted_run_reads_as_interrupted_in_chromium(tmp_path: Path) -> None:
+    import json
+
+    chromium = find_chromium()
+    run = make_run(tmp_path)
+    outcomes = json.loads((run / "outcomes.json").read_text(encoding="utf-8"))
+    outcomes["tests"][0]["outcome"] = "interrupted"
+    outcomes.update(interrupted="interrupted by Ctrl-C (KeyboardInterrupt)", not_run=[f"t::later[{HOSTILE}]"])
+    (run / "outcomes.json").write_text(json.dumps(outcomes), encoding="utf-8")
+    dom = dump_dom(chromium, write_report(run), tmp_path / "profile")
+    assert '<div id="js-errors" hidden=""></div>' in dom
+    assert "This run did not finish: interrupted by Ctrl-C (KeyboardInterrupt)" in dom
+    assert "Did not finish (1)" in dom and "Did not run (1)" in dom
+    assert HOSTILE not in dom

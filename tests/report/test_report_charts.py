@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
 
 from pytest_modelviz.report.charts import Series, format_number, line_chart, nice_ticks
 
@@ -44,3 +49,80 @@ def test_format_number() -> None:
     assert format_number(0) == "0"
     assert format_number(0.25) == "0.25"
     assert format_number(1234567) == "1.2e+06"
+
+
+EDGE_VALUES = [0.0, -0.0, 5e-324, -5e-324, 1e-300, 1e-20, 0.3, 0.1 + 0.2, 1.0, -1.0, 1e15, 1e15 + 1,
+               1e308, -1e308, 1.7976931348623157e308, -1.7976931348623157e308]
+
+
+def _in_child(call: str) -> str:
+    """Run ``call`` (a function of this module) in a child Python with a memory cap and a time
+    limit: a tick loop that never ends (it once grew memory by ~90 MB/s) fails the test instead
+    of hanging the suite."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (2**31, 2**31))\n"
+        f"import test_report_charts as t; print(t.{call})"
+    )
+    if sys.platform == "win32":
+        code = code.replace("import resource; resource.setrlimit(resource.RLIMIT_AS, (2**31, 2**31))\n", "")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{call} did not return")
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_near_equal_values_do_not_hang() -> None:
+    """0.3 and 0.1 + 0.2 are one ulp apart: the tick loop once never ended."""
+    ticks = [float(t) for t in _in_child("nice_ticks(0.3, 0.1 + 0.2, 4)").strip("[]").split(",")]
+    assert ticks[0] <= 0.3 and ticks[-1] >= 0.1 + 0.2 and len(ticks) <= 7
+
+
+def test_the_float_limits_do_not_raise() -> None:
+    ticks = nice_ticks(1e308, -1e308)
+    assert ticks[0] <= -1e308 and ticks[-1] >= 1e308 and all(math.isfinite(t) for t in ticks)
+
+
+def test_ticks_are_bounded_and_cover_every_pair_of_edge_values() -> None:
+    assert _in_child("sweep_ticks()") == "checked 1539"
+
+
+def test_charts_of_edge_values_are_valid_svg_with_finite_coordinates() -> None:
+    assert _in_child("sweep_charts()") == "checked 361"
+
+
+def sweep_ticks() -> str:
+    checked = 0
+    for lo in EDGE_VALUES:
+        for hi in EDGE_VALUES:
+            for count in (0, 1, 2, 4, 6, 10**9):
+                ticks = nice_ticks(lo, hi, count)
+                assert ticks[0] <= min(lo, hi) and ticks[-1] >= max(lo, hi), (lo, hi, count, ticks)
+                assert len(ticks) <= min(max(count, 2), 50) + 3, (lo, hi, count, ticks)
+                assert ticks == sorted(set(ticks)) and all(math.isfinite(t) for t in ticks), (lo, hi, ticks)
+                checked += 1
+    for bad in (math.nan, math.inf, -math.inf):
+        assert nice_ticks(bad, 1.0) == [] and nice_ticks(0.0, bad) == []
+        checked += 1
+    return f"checked {checked}"
+
+
+def sweep_charts() -> str:
+    ns = "{http://www.w3.org/2000/svg}"
+    values = [*EDGE_VALUES, math.nan, math.inf, -math.inf]
+    checked = 0
+    for a in values:
+        for b in values:
+            svg = line_chart([Series("y", ((0, a), (1, b))), Series("x", ((a, b), (b, a)))], title="t")
+            root = ET.fromstring(svg)
+            for el in root.iter():
+                for attr in ("x", "y", "x1", "x2", "y1", "y2", "cx", "cy"):
+                    if attr in el.attrib:
+                        assert math.isfinite(float(el.attrib[attr])), (a, b, el.tag, el.attrib)
+                for point in el.attrib.get("points", "").split():
+                    assert all(math.isfinite(float(c)) for c in point.split(",")), (a, b, point)
+            assert not list(root.iter(f"{ns}script"))
+            checked += 1
+    return f"checked {checked}"

@@ -178,3 +178,66 @@ def test_checks_attach_to_the_run_they_name(tmp_path: Path) -> None:
 def test_report_is_a_pure_function_of_the_folder(run: Path) -> None:
     first = write_report(run).read_text(encoding="utf-8")
     assert write_report(run).read_text(encoding="utf-8") == first
+
+
+ISSUE_VARIANTS = {
+    "nan-totals": {"kind": "architecture", "name": "n", "totals": {"params": float("nan"), "macs": float("inf")}},
+    "rows-not-a-list": {"kind": "architecture", "name": "r", "rows": 5},
+    "rows-a-string": {"kind": "architecture", "name": "s", "rows": "conv1"},
+    "list-kind": {"kind": ["train"], "losses": [1.0]},
+    "huge-losses": {"kind": "train", "name": "h", "losses": [1e308, -1e308, 1e308]},
+    "tiny-losses": {"kind": "train", "name": "t", "losses": [0, 5e-324], "eval": {"acc": [[0, 5e-324], [1, 0]]}},
+    "equal-losses": {"kind": "train", "name": "e", "losses": [0.3, 0.1 + 0.2], "grad_norms": [1e-320, 1e-320]},
+    "bad-steps": {"kind": "train", "name": "b", "steps": float("inf"), "eval": {"acc": "high"}},
+    "bad-check": {"kind": "check", "name": ["x"], "passed": "yes", "train": 3},
+    "bad-render": {"kind": "graph_render", "name": "g", "files": ["a.svg"], "errors": "boom", "note": {"a": 1}},
+    "bad-visdom": {"kind": "visdom", "env": {"e": 1}, "json": ["../../x"], "windows": float("nan")},
+    "bad-params": {"kind": "params", "name": "p", "mismatches": "std", "plot": 5, "stats": "/etc/passwd"},
+}
+
+
+def test_tampered_records_show_what_they_can(tmp_path: Path) -> None:
+    tests = []
+    for name, record in ISSUE_VARIANTS.items():
+        dirname = f"{name}-0123456789"
+        write_records(tmp_path / dirname, record)
+        tests.append({"nodeid": f"t::{name}", "outcome": "passed", "duration": 0.1, "dirname": dirname})
+    write_records(tmp_path / "deep-0123456789", tail="[" * 100_000 + "]" * 100_000 + "\n")
+    tests.append({"nodeid": "t::deep", "outcome": "passed", "duration": 0.1, "dirname": "deep-0123456789"})
+    outcomes = {"started": float("nan"), "finished": 1e308, "snapshot_changes": float("inf"), "tests": tests}
+    (tmp_path / "outcomes.json").write_text(json.dumps(outcomes), encoding="utf-8")
+
+    page = write_report(tmp_path).read_text(encoding="utf-8")  # raised in 8 of these before
+    parser = _Refs()
+    parser.feed(page)
+    assert "/etc/passwd" not in " ".join(parser.refs) and "../../x" not in " ".join(parser.refs)
+    assert page.count("unreadable, shown without it") == 8  # the other four are values, not garbage
+    assert "totals.params: expected a whole number, got nan" in page
+    assert "1 record line(s) could not be read (no kind" in page
+    assert "1 record line(s) could not be read (nested too deeply to read)" in page
+    assert page.count('<svg class="chart"') >= 5  # the huge, tiny and equal series are drawn
+    assert "outcomes.json: started: expected a finite number" in page
+
+
+def test_every_kind_fed_garbage_still_gives_a_report(tmp_path: Path) -> None:
+    from test_records import EXAMPLES, GARBAGE  # noqa: PLC0415 - shared fixtures of the contract tests
+
+    tests = []
+    for example in EXAMPLES:
+        dirname = f"{example.KIND}-0123456789"
+        lines = []
+        for key in example.to_json():
+            for value in GARBAGE:
+                try:
+                    lines.append(json.dumps({**example.to_json(), key: value}))
+                except (ValueError, OverflowError):
+                    continue
+        (tmp_path / dirname).mkdir()
+        (tmp_path / dirname / "modelviz.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tests.append({"nodeid": f"t::{example.KIND}", "outcome": "failed", "duration": 1, "dirname": dirname})
+    (tmp_path / "outcomes.json").write_text(json.dumps({"tests": tests}), encoding="utf-8")
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert len(load_run(tmp_path).tests) == len(EXAMPLES)
+    assert page.count('<section class="test failed"') == len(EXAMPLES)
+    assert "text <script>" not in page and "text &lt;script&gt;" in page
+    assert page.count("unreadable, shown without it") >= len(EXAMPLES)

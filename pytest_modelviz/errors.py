@@ -41,3 +41,34 @@ class RenderSkipped(RenderError):
 
 class RenderWarning(UserWarning):
     """A picture could not be made; the checks are unaffected and the other pictures were kept."""
+
+
+class SnapshotRenamedWarning(UserWarning):
+    """A snapshot file written by an older release was renamed to its current name; commit the rename."""
+
+
+class MissingExtraError(ModelvizError, ImportError):
+    """A feature needs an optional dependency (an extra of pytest-modelviz) that is not installed."""
+
+
+def install_hint(extra: str) -> str:
+    """The pip command that brings ``extra`` (``render``, ``visdom``)."""
+    return f"pip install 'pytest-modelviz[{extra}]'"
+
+
+def missing_extra(module: str, extra: str, needed_by: str | None = None,
+                  cause: ImportError | None = None) -> MissingExtraError:
+    """The one error (and one-line message) for an extra that is not installed.
+
+    ``module`` is what was imported, ``needed_by`` the feature that needs it; ``cause``, the
+    ImportError caught, names the module that is really missing when it is another one (a
+    dependency of ``module``).
+    """
+    missing = (cause.name if cause is not None else None) or module
+    state = "is not installed" if missing == module else f"cannot be imported ({missing} is not installed)"
+    what = f"{needed_by} needs {module}, which" if needed_by else module
+    return MissingExtraError(f"{what} {state}: {install_hint(extra)}", name=missing)
+
+
+class SnapshotStoreError(ModelvizError):
+    """syrupy could not read or write a snapshot for a reason other than a difference (a full disk)."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generator
 
 import pytest
 
+from pytest_modelviz import gpu, junit
 from pytest_modelviz.artifacts import ArtifactDir
 from pytest_modelviz.reporting import RunReporter, warn
 from pytest_modelviz.session import SESSION_KEY, WORKER_RUN_DIR, ModelvizSession, get_session
@@ -19,8 +20,6 @@ from pytest_modelviz.settings import add_options, load_settings
 if TYPE_CHECKING:
     from tensorboardX import SummaryWriter
 
-GPU_MARKER = "gpu: runs on CUDA; skipped with a reason where CUDA is unavailable, and `-m gpu` " \
-    "without CUDA fails the session at start"
 _ARTIFACTS_KEY = pytest.StashKey[ArtifactDir]()
 
 
@@ -31,18 +30,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+@pytest.hookimpl(trylast=True)  # after every conftest and plugin has registered its markers
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", GPU_MARKER)
-    settings = load_settings(config)
-    if _selects_only_gpu(config.getoption("markexpr", "") or ""):
-        from pytest_modelviz.devices import cuda_available
+    from pytest_modelviz.snapshot.guard import GUARD_NAME, SnapshotGuard
 
-        if not cuda_available():
-            raise pytest.UsageError(
-                "-m selects gpu tests but CUDA is not available on this machine "
-                "(torch.cuda.is_available() is False). A GPU runner without a working GPU must "
-                "not pass by skipping every test: fix the runner's CUDA setup, or drop -m gpu."
-            )
+    config.pluginmanager.register(SnapshotGuard(config), GUARD_NAME)
+    settings = load_settings(config)
+    _configure_gpu_marker(config, settings.gpu_marker)
     if settings.device.startswith("cuda"):
         from pytest_modelviz.devices import check_cuda
         from pytest_modelviz.errors import DeviceUnavailableError
@@ -55,19 +49,32 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     if session.run_dir is not None:
         config.pluginmanager.register(RunReporter(config, session), "modelviz-reporter")
+        path = junit.xml_path(config)
+        if path is not None and not session.is_worker:
+            attach = junit.JUnitAttachments(path, lambda message: warn(config, message))
+            config.pluginmanager.register(attach, "modelviz-junit")
 
 
-def _selects_only_gpu(markexpr: str) -> bool:
-    """True when ``-m`` picks tests marked gpu and not unmarked ones (``-m gpu``, ``-m "gpu and slow"``)."""
-    if not markexpr.strip():
-        return False
-    from _pytest.mark.expression import Expression
+def _configure_gpu_marker(config: pytest.Config, configured: str | None) -> None:
+    marker, warning = gpu.choose_marker(configured, config.getini("markers"))
+    config.stash[gpu.MARKER_KEY] = marker
+    if marker is not None:
+        config.addinivalue_line("markers", gpu.marker_line(marker))
+    if warning and not hasattr(config, "workerinput"):  # said once, by the xdist controller
+        config.issue_config_time_warning(pytest.PytestConfigWarning(warning), stacklevel=2)
 
-    try:
-        expr = Expression.compile(markexpr)
-    except SyntaxError:  # pytest itself reports a bad -m expression, with its position
-        return False
-    return expr.evaluate(lambda name, **_: name == "gpu") and not expr.evaluate(lambda name, **_: False)
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    problem = gpu.selection_problem(config, items, config.stash[gpu.MARKER_KEY])
+    if problem is None:
+        return
+    if hasattr(config, "workerinput"):
+        # An xdist worker cannot end the session with a usage error; shouldfail travels to the
+        # controller, which stops the run and prints it.
+        session.shouldfail = problem
+        return
+    raise pytest.UsageError(problem)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -79,11 +86,12 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("gpu") is not None:
+    if gpu.needs_cuda(item, item.config.stash[gpu.MARKER_KEY]):
         from pytest_modelviz.devices import cuda_available
 
         if not cuda_available():
-            pytest.skip("gpu test: CUDA is not available (torch.cuda.is_available() is False)")
+            pytest.skip(f"{item.config.stash[gpu.MARKER_KEY]} test: CUDA is not available "
+                        "(torch.cuda.is_available() is False)")
 
 
 # ---------------------------------------------------------------- fixtures
@@ -106,7 +114,7 @@ def modelviz_device(request: pytest.FixtureRequest) -> str:
     return resolve_device(
         None,
         setting=get_session(request.config).settings.device,
-        gpu_marker=request.node.get_closest_marker("gpu") is not None,
+        gpu_marker=gpu.needs_cuda(request.node, request.config.stash[gpu.MARKER_KEY]),
     )
 
 
@@ -125,6 +133,7 @@ def tb_writer(modelviz_artifacts: ArtifactDir) -> Generator[SummaryWriter, None,
 @pytest.fixture
 def visdom_client(request: pytest.FixtureRequest, modelviz_artifacts: ArtifactDir) -> Generator[Any, None, None]:
     """A ``visdom.Visdom`` client whose env is named after this test."""
+    _require_extra("visdom", extra="visdom", needed_by="the visdom_client fixture")
     from pytest_modelviz.visdom.fixture import visdom_client_for_test
 
     yield from visdom_client_for_test(request, get_session(request.config), modelviz_artifacts)
@@ -149,6 +158,22 @@ def short_train(request: pytest.FixtureRequest, modelviz_artifacts: ArtifactDir,
     from pytest_modelviz.train.fixture import bind_short_train
 
     return bind_short_train(request, get_session(request.config), modelviz_artifacts, modelviz_device)
+
+
+def _require_extra(module: str, *, extra: str, needed_by: str) -> None:
+    """Fail the test with one line naming the extra to install when ``module`` cannot be imported."""
+    import importlib
+
+    from pytest_modelviz.errors import missing_extra
+
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        error = missing_extra(module, extra, needed_by, cause=exc)
+    else:
+        return
+    # Raised outside the except block, so the report shows this line alone, not the ImportError too.
+    pytest.fail(str(error), pytrace=False)
 
 
 # ---------------------------------------------------------------- reporting

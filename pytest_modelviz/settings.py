@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     import pytest
@@ -24,6 +25,8 @@ class Settings:
     param_rtol: float
     param_atol: float
     full_diff: bool  # show the whole raw snapshot diff, not a capped one
+    keep_runs: int = 5  # run folders kept in base_dir (the newest); 0 keeps every run
+    gpu_marker: str | None = None  # modelviz_gpu_marker as the project set it; None: not set
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -67,18 +70,42 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "modelviz_log_every",
         "short_train logs histograms and images every N steps (default 10).",
-        default="10",
+        type=_typed("int"),
+        default=10,
+    )
+    parser.addini(
+        "modelviz_keep_runs",
+        "Run folders to keep in the modelviz dir, newest first; 0 keeps every run (default 5).",
+        type=_typed("int"),
+        default=5,
     )
     parser.addini(
         "modelviz_param_rtol",
         "Default relative tolerance of parameter-statistics snapshots (default 1e-4).",
-        default="1e-4",
+        type=_typed("float"),
+        default=1e-4,
     )
     parser.addini(
         "modelviz_param_atol",
         "Default absolute tolerance of parameter-statistics snapshots (default 1e-6).",
-        default="1e-6",
+        type=_typed("float"),
+        default=1e-6,
     )
+    parser.addini(
+        "modelviz_gpu_marker",
+        "Name of the marker that runs a test on CUDA (default gpu). Set it when the project "
+        "registers a gpu marker of its own.",
+        default=None,
+    )
+
+
+def _typed(kind: Literal["int", "float"]) -> Literal["int", "float"] | None:
+    """The ini type of a number option: pytest >= 8.4 checks it itself (and its native TOML table
+    ``[tool.pytest]`` accepts only values of the declared type); older pytest knows no number
+    types and reads every value as a string, which ``_number`` parses."""
+    import pytest
+
+    return kind if pytest.version_tuple >= (8, 4) else None
 
 
 def _pick(config: pytest.Config, option: str, ini: str) -> object:
@@ -86,15 +113,48 @@ def _pick(config: pytest.Config, option: str, ini: str) -> object:
     return config.getini(ini) if value is None else value
 
 
-def _number(config: pytest.Config, ini: str, kind: type) -> float:
-    raw = config.getini(ini)
+_KIND_WORDS = {int: "an integer", float: "a number"}
+
+
+def _number(config: pytest.Config, ini: str, kind: type[int] | type[float]) -> float:
+    import pytest
+
     try:
+        raw = config.getini(ini)
+    except (pytest.UsageError, ValueError, TypeError) as exc:
+        # pytest's own check of a typed value (a UsageError from pytest 9, a ValueError in 8.4),
+        # whose message may not name the key.
+        text = str(exc)
+        raise ValueError(text if ini in text else f"ini option {ini} must be {_KIND_WORDS[kind]}: {text}") from None
+    try:
+        if isinstance(raw, bool):  # True is an int to Python, not to a user
+            raise TypeError
         value = kind(raw)
     except (TypeError, ValueError):
-        raise ValueError(f"ini option {ini} must be a {kind.__name__}, got {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"ini option {ini} must not be negative, got {raw!r}")
+        raise ValueError(f"ini option {ini} must be {_KIND_WORDS[kind]}, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"ini option {ini} must be a finite number >= 0, got {raw!r}")
     return value
+
+
+# pytest's own markers: naming one of them would change what every such test means.
+_PYTEST_MARKERS = frozenset({"skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings"})
+
+
+def _marker_name(raw: object) -> str | None:
+    import keyword
+
+    import pytest
+
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    name = str(raw).strip()
+    if not name.isidentifier() or keyword.iskeyword(name) or name in _PYTEST_MARKERS:
+        raise pytest.UsageError(
+            "ini option modelviz_gpu_marker must be a marker name usable as @pytest.mark.NAME and "
+            f"in -m (a Python identifier, not a keyword nor one of pytest's own markers), got {name!r}"
+        )
+    return name
 
 
 def load_settings(config: pytest.Config) -> Settings:
@@ -116,10 +176,12 @@ def load_settings(config: pytest.Config) -> Settings:
         log_every = int(_number(config, "modelviz_log_every", int))
         rtol = float(_number(config, "modelviz_param_rtol", float))
         atol = float(_number(config, "modelviz_param_atol", float))
+        keep_runs = int(_number(config, "modelviz_keep_runs", int))
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     if log_every < 1:
         raise pytest.UsageError(f"ini option modelviz_log_every must be >= 1, got {log_every}")
+    gpu_marker = _marker_name(config.getini("modelviz_gpu_marker"))
     base = Path(str(_pick(config, "modelviz_dir", "modelviz_dir"))).expanduser()
     if not base.is_absolute():
         base = Path(config.rootpath) / base
@@ -132,4 +194,6 @@ def load_settings(config: pytest.Config) -> Settings:
         param_rtol=rtol,
         param_atol=atol,
         full_diff=bool(config.getoption("modelviz_full_diff")),
+        keep_runs=keep_runs,
+        gpu_marker=gpu_marker,
     )

@@ -42,3 +42,22 @@ def test_lazy_public_names_resolve() -> None:
     assert out.returncode == 0, out.stderr
     assert "pytest_modelviz.graph.capture" in out.stdout
     assert "pytest_modelviz.train.loop" in out.stdout
+
+
+def test_no_private_pytest_api() -> None:
+    """pytest's ``_pytest`` package changes without notice; the plugin uses public API only."""
+    import re
+    from pathlib import Path
+
+    import pytest_modelviz
+
+    package = Path(pytest_modelviz.__file__).parent
+    private = re.compile(r"_pytest\.|\b(import|from)\s+_pytest\b")
+    offenders = [
+        f"{path.relative_to(package)}:{number}: {line.strip()}"
+        for path in sorted(package.rglob("*"))
+        if path.is_file() and path.suffix in (".py", ".md", ".js", ".css")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if private.search(line)
+    ]
+    assert offenders == []

@@ -62,9 +62,83 @@ def test_bad_ini_number_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(PASSING)
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*modelviz_log_every must be a int*'often'*"])
+    result.stderr.fnmatch_lines(["*modelviz_log_every must be an integer*'often'*"])
 
 
 def test_cpu_device_is_resolved(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_dev(modelviz_device):\n    assert modelviz_device == 'cpu'\n")
     pytester.runpytest("--modelviz-device", "cpu").assert_outcomes(passed=1)
+
+
+# Reads back what the plugin resolved, as a test in the inner run sees it.
+SHOW_SETTINGS = """
+from pytest_modelviz.session import get_session
+
+def test_settings(request):
+    s = get_session(request.config).settings
+    print("SETTINGS", s.enabled, s.log_every, s.keep_runs, s.param_rtol, s.param_atol, s.device, s.gpu_marker)
+"""
+TYPED_VALUES = """
+modelviz = false
+modelviz_log_every = 5
+modelviz_keep_runs = 2
+modelviz_param_rtol = 0.001
+modelviz_param_atol = 0
+modelviz_device = "cpu"
+modelviz_gpu_marker = "cuda"
+"""
+NATIVE_TOML = pytest.mark.skipif(pytest.version_tuple < (9, 0), reason="[tool.pytest] is read from pytest 9 on")
+
+
+@pytest.mark.parametrize(
+    "table",
+    ["tool.pytest.ini_options", pytest.param("tool.pytest", marks=NATIVE_TOML)],
+)
+def test_typed_toml_values_are_read(pytester: pytest.Pytester, table: str) -> None:
+    pytester.makepyprojecttoml(f"[{table}]\n{TYPED_VALUES}")
+    pytester.makepyfile(SHOW_SETTINGS)
+    result = pytester.runpytest("-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*SETTINGS False 5 2 0.001 0.0 cpu cuda*"])
+
+
+def test_ini_file_strings_are_read_as_numbers(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nmodelviz_log_every = 7\nmodelviz_param_rtol = 1e-3\nmodelviz_keep_runs = 0\n")
+    pytester.makepyfile(SHOW_SETTINGS)
+    result = pytester.runpytest("-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*SETTINGS False 7 0 0.001 1e-06 auto None*"])
+
+
+@pytest.mark.parametrize(
+    "table, line, message",
+    [
+        ("tool.pytest.ini_options", "modelviz_log_every = 0", "*modelviz_log_every must be >= 1, got 0*"),
+        ("tool.pytest.ini_options", "modelviz_param_rtol = -1.0", "*modelviz_param_rtol must be a finite number >= 0*"),
+        ("tool.pytest.ini_options", 'modelviz_param_atol = "nan"', "*modelviz_param_atol must be a finite number >= 0*"),
+        ("tool.pytest.ini_options", "modelviz_keep_runs = 2.5", "*modelviz_keep_runs must be an integer*2.5*"),
+        ("tool.pytest.ini_options", 'modelviz_gpu_marker = "not"', "*modelviz_gpu_marker must be a marker name*'not'*"),
+        ("tool.pytest.ini_options", 'modelviz_gpu_marker = "skip"', "*modelviz_gpu_marker must be a marker name*'skip'*"),
+        pytest.param("tool.pytest", 'modelviz_log_every = "often"', "*modelviz_log_every*often*", marks=NATIVE_TOML),
+        pytest.param("tool.pytest", "modelviz_log_every = true", "*modelviz_log_every*True*", marks=NATIVE_TOML),
+        pytest.param("tool.pytest", "modelviz_param_rtol = -1", "*modelviz_param_rtol must be a finite number >= 0*",
+                     marks=NATIVE_TOML),
+        pytest.param("tool.pytest", "modelviz_gpu_marker = 3", "*modelviz_gpu_marker*", marks=NATIVE_TOML),
+    ],
+)
+def test_bad_typed_values_are_usage_errors_naming_the_option(
+    pytester: pytest.Pytester, table: str, line: str, message: str
+) -> None:
+    pytester.makepyprojecttoml(f"[{table}]\n{line}\n")
+    pytester.makepyfile(PASSING)
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    result.stderr.no_fnmatch_line("*Traceback*")
+
+
+def test_override_on_the_command_line_is_checked_too(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(PASSING)
+    result = pytester.runpytest("-o", "modelviz_log_every=often")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*modelviz_log_every must be an integer*often*"])

@@ -8,10 +8,11 @@ nothing in it depends on the device, memory addresses or ATen op names.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from pytest_modelviz.errors import CaptureError
 from pytest_modelviz.graph.flops import function_macs, module_macs
@@ -31,6 +32,7 @@ from pytest_modelviz.graph.model import (
     Totals,
     UnusedModule,
 )
+from pytest_modelviz.module_tree import FIX_HINT, module_cycle
 
 if TYPE_CHECKING:
     from torch import nn
@@ -82,9 +84,15 @@ class _Recorder:
         self.model_name = type(model).__name__
         self.names: dict[int, str] = {}
         self.leaves: dict[int, nn.Module] = {}
+        self.childless: set[int] = set()  # leaves without children: their own tensors are all they own
+        self.modules: list[nn.Module] = []  # every module once, in order: the tree is walked once
         self._index_modules()
         self.owners: dict[int, tuple[str, bool, Any]] = {}  # id -> (qualified name, is_param, tensor)
         self.tied: dict[str, str] = {}  # qualified name -> first owner
+        # Each module's own tensors by its qualified name: a childless module's are looked up,
+        # not walked for, at every call.
+        self.direct: dict[str, tuple[list[tuple[str, Any]], list[tuple[str, Any]]]] = {}
+        self.buffers: dict[int, Any] = {}  # every buffer once, as ``model.buffers()`` lists them
         self._index_tensors()
         self.nodes: list[Node] = []
         self.producers: dict[int, tuple[weakref.ref[Any], int]] = {}
@@ -94,11 +102,16 @@ class _Recorder:
         self.leaf_depth = 0
         self.busy = False  # inside a hook: the hook's own tensor reads are not the model's
         self.data_reads: dict[str, set[str]] = {}
+        self.mode: Any = None  # the TorchFunctionMode that sees the ops between leaves
+        self.mode_paused = False  # popped while a leaf runs (see ``_pause_mode``)
+        self.innermost_mode = _innermost_mode_getter()
 
     def _index_modules(self) -> None:
         containers = _leaf_container_types()
         fused_prefixes: list[str] = []
-        for name, module in self.model.named_modules():
+        named = list(self.model.named_modules())
+        self.modules = [module for _, module in named]
+        for name, module in named:
             if any(name.startswith(p) for p in fused_prefixes):
                 continue  # runs inside a leaf container
             self.names[id(module)] = name
@@ -107,16 +120,20 @@ class _Recorder:
                 self.leaves[id(module)] = module
             elif next(iter(module.children()), None) is None:
                 self.leaves[id(module)] = module
+                self.childless.add(id(module))
 
     def _index_tensors(self) -> None:
         for name, p in self.model.named_parameters(remove_duplicate=False):
             first = self.owners.setdefault(id(p), (name, True, p))[0]
             if first != name:
                 self.tied[name] = first
+            self.direct.setdefault(name.rpartition(".")[0], ([], []))[0].append((name, p))
         for name, b in self.model.named_buffers(remove_duplicate=False):
             first = self.owners.setdefault(id(b), (name, False, b))[0]
             if first != name:
                 self.tied[name] = first
+            self.direct.setdefault(name.rpartition(".")[0], ([], []))[1].append((name, b))
+            self.buffers.setdefault(id(b), b)
 
     # ------------------------------------------------------------ bookkeeping helpers
 
@@ -154,6 +171,10 @@ class _Recorder:
         )
 
     def owned(self, module: nn.Module, prefix: str) -> tuple[tuple[ParamSpec, ...], tuple[ParamSpec, ...]]:
+        if id(module) in self.childless:
+            params_, buffers_ = self.direct.get(prefix, ((), ()))
+            return (tuple(self.param_spec(n, p, True) for n, p in params_),
+                    tuple(self.param_spec(n, b, False) for n, b in buffers_))
         dot = f"{prefix}." if prefix else ""
         params = tuple(
             self.param_spec(dot + n, p, True) for n, p in module.named_parameters(remove_duplicate=False)
@@ -178,11 +199,31 @@ class _Recorder:
             self._leave(module, args, kwargs, output)
         finally:
             self.busy = False
+            if self.mode_paused and not self.leaf_depth:
+                self.mode.__enter__()
+                self.mode_paused = False
 
     def _enter(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.stack.append(_Frame(self.names[id(module)], type(module).__name__, (args, kwargs)))
         if id(module) in self.leaves:
             self.leaf_depth += 1
+            if self.leaf_depth == 1:
+                self._pause_mode()
+
+    def _pause_mode(self) -> None:
+        """Pop the mode while a leaf runs: a leaf is one node, so its ops are not recorded, and
+        every op the mode sees costs a round trip through Python (most of a capture's overhead
+        over a forward pass). Only when the mode is the innermost one, so another mode entered
+        by the model is never popped in its place."""
+        if self.mode is not None and self.innermost_mode() is self.mode:
+            self.mode.__exit__(None, None, None)
+            self.mode_paused = True
+
+    def stop_mode(self) -> None:
+        """Pop the mode after forward, unless a leaf that raised left it popped."""
+        if self.mode is not None and not self.mode_paused:
+            self.mode.__exit__(None, None, None)
+        self.mode, self.mode_paused = None, False
 
     def _leave(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         self.stack.pop()
@@ -193,8 +234,8 @@ class _Recorder:
             return
         qualname = self.names[id(module)] or self.model_name
         calls = self.calls[id(module)] = self.calls.get(id(module), 0) + 1
-        in_tensors = [t for _, t in iter_tensors((args, kwargs))]
-        out_tensors = [t for _, t in iter_tensors(output)]
+        in_tensors = _call_tensors(args, kwargs)
+        out_tensors = _tensors(output)
         inputs = tuple(tensor_spec(t) for t in in_tensors)
         outputs = tuple(tensor_spec(t) for t in out_tensors)
         params, buffers = self.owned(module, self.names[id(module)]) if calls == 1 else ((), ())
@@ -219,12 +260,12 @@ class _Recorder:
         if target in _DATA_READS:
             self.data_reads.setdefault(target, set()).add(scope or self.model_name)
             return
-        out_tensors = [t for _, t in iter_tensors(result)]
+        out_tensors = _tensors(result)
         if target == "operator.setitem":
             out_tensors = [args[0]]  # writes into its first argument
         if not out_tensors or target in _SKIP:
             return
-        in_tensors = [t for _, t in iter_tensors((args, kwargs))]
+        in_tensors = _call_tensors(args, kwargs)
         params: list[ParamSpec] = []
         buffers: list[ParamSpec] = []
         for t in in_tensors:
@@ -282,14 +323,16 @@ class _Recorder:
         return tuple(out)
 
     def totals(self) -> Totals:
-        params = list(self.model.parameters())
+        # Each tensor once, as ``model.parameters()`` and ``model.buffers()`` count them: indexed
+        # parameters first, a tensor that is a parameter anywhere is one.
+        params = [t for _, is_param, t in self.owners.values() if is_param]
         total = sum(p.numel() for p in params)
         trainable = sum(p.numel() for p in params if p.requires_grad)
         return Totals(
             params=total,
             trainable=trainable,
             frozen=total - trainable,
-            buffers=sum(b.numel() for b in self.model.buffers()),
+            buffers=sum(b.numel() for b in self.buffers.values()),
             macs=sum(n.macs for n in self.nodes),
         )
 
@@ -315,6 +358,36 @@ class _Recorder:
             f"{shapes}: {exc}\nFix the model or the example inputs so that "
             f"model(*example_args, **example_kwargs) runs; the original error is chained above."
         )
+
+
+def _tensors(value: Any) -> list[Any]:
+    """The tensors ``iter_tensors`` finds in ``value``, in its order; a tensor and a flat tuple of
+    tensors, what nearly every call takes and returns, without its generators."""
+    Tensor = _tensor_class()
+    if isinstance(value, Tensor):
+        return [value]
+    if type(value) is tuple and all(isinstance(v, Tensor) for v in value):
+        return list(value)
+    return [t for _, t in iter_tensors(value)]
+
+
+@functools.lru_cache(maxsize=1)
+def _tensor_class() -> type:
+    import torch
+
+    return torch.Tensor  # looked up once: an import statement per call costs more than the call
+
+
+def _call_tensors(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+    return _tensors(args) if not kwargs else [t for _, t in iter_tensors((args, kwargs))]
+
+
+def _innermost_mode_getter() -> Callable[[], Any]:
+    """A function returning the torch-function mode on top of the stack; it returns None where
+    this torch release cannot say, and then the mode is never paused."""
+    from torch import overrides
+
+    return getattr(overrides, "_get_current_function_mode", lambda: None)
 
 
 def _named_inputs(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -358,14 +431,21 @@ def _check_inputs(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         )
 
 
+def _check_tree(model: nn.Module) -> None:
+    cycle = module_cycle(model)
+    if cycle is not None:
+        name = type(model).__name__
+        raise CaptureError(f"cannot capture {name}: {cycle.describe(name)}. {FIX_HINT}.")
+
+
 class _SavedState:
     """Buffers, RNG and train/eval flags, put back after the capture's forward pass."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, modules: list[nn.Module], buffers: list[Any]) -> None:
         import torch
 
-        self.modes = [(m, m.training) for m in model.modules()]
-        self.buffers = [(b, b.detach().clone()) for b in model.buffers()]
+        self.modes = [(m, m.training) for m in modules]
+        self.buffers = [(b, b.detach().clone()) for b in buffers]
         self.rng = torch.get_rng_state()
         self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
 
@@ -376,7 +456,8 @@ class _SavedState:
             for buffer, saved in self.buffers:
                 buffer.copy_(saved)
         for module, training in self.modes:
-            module.training = training
+            if module.training != training:  # setting it goes through Module.__setattr__
+                module.training = training
         torch.set_rng_state(self.rng)
         if self.cuda_rng is not None:
             torch.cuda.set_rng_state_all(self.cuda_rng)
@@ -392,6 +473,7 @@ def capture(model: nn.Module, *example_args: Any, **example_kwargs: Any) -> Arch
     from torch.overrides import TorchFunctionMode
 
     _check_inputs(model, example_args, example_kwargs)
+    _check_tree(model)
     rec = _Recorder(model)
     tensor_iter = torch.Tensor.__iter__
 
@@ -418,15 +500,19 @@ def capture(model: nn.Module, *example_args: Any, **example_kwargs: Any) -> Arch
             return result
 
     handles = []
-    for module in model.modules():
+    for module in rec.modules:
         if id(module) in rec.names:
             handles.append(module.register_forward_pre_hook(rec.pre_hook, with_kwargs=True))
             handles.append(module.register_forward_hook(rec.post_hook, with_kwargs=True))
-    saved = _SavedState(model)
+    saved = _SavedState(rec.modules, list(rec.buffers.values()))
     try:
         rec.add_inputs(example_args, example_kwargs)
-        with torch.no_grad(), _Ops():
-            output = model(*example_args, **example_kwargs)
+        with torch.no_grad():
+            rec.mode = _Ops().__enter__()
+            try:
+                output = model(*example_args, **example_kwargs)
+            finally:
+                rec.stop_mode()
         rec.add_output(output)
     except CaptureError:
         raise

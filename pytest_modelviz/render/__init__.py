@@ -8,20 +8,18 @@ Renders are for people; they never make a test pass or fail.
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from pytest_modelviz.errors import RenderError, RenderSkipped, RenderWarning
+from pytest_modelviz.artifacts import write_atomic
 from pytest_modelviz.render import graphviz as gv
+from pytest_modelviz.render.outcome import RenderOutcome
 
 if TYPE_CHECKING:
     from pytest_modelviz.artifacts import ArtifactDir
     from pytest_modelviz.graph.model import ArchitectureGraph
 
 RECORD_KIND = "graph_render"
-INSTALL_HINT = "`pip install pytest-modelviz[render]`"
 
 # (file key, file name, formats to draw). torchviz graphs run to thousands of nodes on real
 # models, so they get SVG only (zoomable, and one layout instead of two).
@@ -30,32 +28,6 @@ _DOT_FILES = (
     ("hiddenlayer_dot", "hiddenlayer.dot", ("svg", "png")),
     ("torchviz_dot", "torchviz.dot", ("svg",)),
 )
-
-
-@dataclass
-class _Outcome:
-    """What the renders produced, gathered as they run."""
-
-    files: dict[str, Path] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def attempt(self, what: str, step: Callable[[], Any]) -> Any:
-        """Run one render; a failure becomes an error line and a warning, never an exception.
-
-        Any exception is caught on purpose: a bug in one third-party renderer must not cost the
-        test its other pictures. Nothing is lost: the message is recorded and warned.
-        """
-        try:
-            return step()
-        except RenderSkipped as exc:
-            self.notes.append(f"{what}: skipped: {exc}")
-        except ImportError as exc:
-            self.notes.append(f"{what}: skipped: {exc.name or exc} is not installed; {INSTALL_HINT}")
-        except Exception as exc:  # noqa: BLE001 - recorded and warned below, see docstring
-            message = str(exc) if isinstance(exc, RenderError) else f"{type(exc).__name__}: {exc}"
-            self.errors.append(f"{what}: {message}")
-        return None
 
 
 def render_graph_artifacts(
@@ -75,7 +47,7 @@ def render_graph_artifacts(
     the fields of the record written (paths relative to the test folder).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    out = _Outcome()
+    out = RenderOutcome()
     out.attempt("architecture DOT", lambda: _write_dot(out, "dot", folder, _architecture_dot(graph, name)))
     out.attempt("hiddenlayer", lambda: _write_dot(out, "hiddenlayer_dot", folder, _hiddenlayer_dot(graph)))
     if model is not None:
@@ -93,15 +65,12 @@ def render_graph_artifacts(
         "name": name,
         "files": {key: artifacts.relative(path) for key, path in out.files.items()},
         "renderer": renderer.kind if renderer is not None else None,
-        "note": "\n".join([*out.notes, *out.errors]) or None,
+        "note": out.note,
         "errors": out.errors,
         "tensorboard_graph": tb_graph is not None,
     }
     artifacts.record(RECORD_KIND, **data)
-    # Warned after recording: a warnings filter set to "error" must not lose the record.
-    for error in out.errors:
-        warnings.warn(f"modelviz: a picture of {name!r} ({graph.model_name}) could not be made: {error}",
-                      RenderWarning, stacklevel=2)
+    out.warn(f"{name!r} ({graph.model_name})")  # after recording: -W error must not lose the record
     return data
 
 
@@ -123,14 +92,13 @@ def _torchviz_dot(model: Any, args: Sequence[Any], kwargs: Mapping[str, Any] | N
     return autograd_dot(model, args, kwargs)
 
 
-def _write_dot(out: _Outcome, key: str, folder: Path, text: str) -> None:
+def _write_dot(out: RenderOutcome, key: str, folder: Path, text: str) -> None:
     file_name = next(f for k, f, _ in _DOT_FILES if k == key)
     path = folder / file_name
-    path.write_text(text, encoding="utf-8")
-    out.files[key] = path
+    out.files[key] = write_atomic(path, text)
 
 
-def _draw_all(out: _Outcome, renderer: gv.Renderer) -> None:
+def _draw_all(out: RenderOutcome, renderer: gv.Renderer) -> None:
     """Draw each DOT file written, each format on its own so one failure keeps the rest."""
     for dot_key, _, formats in _DOT_FILES:
         dot_path = out.files.get(dot_key)

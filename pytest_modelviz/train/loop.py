@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from pytest_modelviz.errors import TrainingError
+from pytest_modelviz.module_tree import FIX_HINT, module_cycle
 from pytest_modelviz.train import optim as optim_
 from pytest_modelviz.train.data import BatchStream
 from pytest_modelviz.train.embedding import EmbeddingProbe, embedding_spec
-from pytest_modelviz.train.result import NonFinite, ResumeSetup, TrainResult
-from pytest_modelviz.train.state import fingerprints, restore_training_flags, seeded, training_flags
+from pytest_modelviz.train.interrupt import StepCheck, interrupts_kept
+from pytest_modelviz.train.result import NonFinite, ResumeSetup, TrainResult, listed_names
+from pytest_modelviz.train.state import Fingerprint, fingerprints, restore_training_flags, seeded, training_flags
 from pytest_modelviz.train.step import autocast_context, forward_loss, output_tensors
 
 if TYPE_CHECKING:
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
 DEFAULT_STEPS = 20
 DEFAULT_LOG_EVERY = 10
 IMAGE_GRID_MAX = 32  # first input images drawn in the grid
+HEATMAP_MAX = 32  # the weight heatmap has at most this many rows and columns
 
 
 def short_train(
@@ -54,6 +58,7 @@ def short_train(
     histogram_bins: int = 64,
     embedding: bool | str = False,
     embedding_every: int | None = None,
+    on_end: Callable[[TrainResult], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``steps`` optimizer steps on ``data`` and return a ``TrainResult``.
 
@@ -66,6 +71,8 @@ def short_train(
     then fails right there with ``TrainResult.assert_finite``'s message naming the step and
     parameter; with ``raise_on_nonfinite=False`` it returns and the test decides which checks run. ``embedding=True`` (or a module name, or ``embedding_every=N``) logs the features of
     the first batch to the sinks' embedding projector after the last step (and every N steps).
+    ``on_end`` is called with the result before any check runs, and also when training fails part
+    way, with what ran before the failure (its ``error`` says why) just before the error propagates.
     """
     import torch
 
@@ -88,11 +95,13 @@ def short_train(
         opt = optim_.build_optimizer(optimizer, model, optimizer_kwargs)
         _move_optimizer_state(opt, dev)
         sched = optim_.build_scheduler(scheduler, opt)
-        audit = optim_.audit(opt, model)
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        frozen = tuple(n for n, p in model.named_parameters() if not p.requires_grad)
-        static = _static_buffers(model)  # decided by the modules' modes before training
-        before = fingerprints(_watched_tensors(model))
+        start = _Start(
+            label=label, seed=seed, audit=optim_.audit(opt, model),
+            frozen=tuple(n for n, p in model.named_parameters() if not p.requires_grad),
+            static=_static_buffers(model),  # decided by the modules' modes before training
+            before=fingerprints(_watched_tensors(model)),
+        )
         run = _Run(
             model=model, stream=stream, opt=opt, sched=sched, loss_fn=loss_fn, device=dev,
             autocast=autocast_ctx, grad_clip=grad_clip, named=named, sinks=sinks,
@@ -100,45 +109,58 @@ def short_train(
             steps=steps, stop_on_nonfinite=stop_on_nonfinite,
             probe=EmbeddingProbe(projector, model, dev, autocast_ctx, steps) if projector and sinks else None,
         )
-        for sink in sinks:
-            sink.text("train/config", _config_text(label, opt, steps, seed, dev, overfit_batch))
         try:
-            run.train()
-        finally:
             for sink in sinks:
-                sink.close()
-        after = fingerprints(_watched_tensors(model))
+                sink.text("train/config", _config_text(label, opt, steps, seed, dev, overfit_batch))
+            with interrupts_kept() as interrupted:
+                run.train(interrupted)
+        except BaseException as exc:
+            # What ran before the failure is kept (sinks flushed, the result handed to on_end)
+            # and the failure itself propagates unchanged.
+            _close_after_failure(sinks, exc)
+            if on_end is not None:
+                _end_after_failure(on_end, run.result(start, final={}, error=exc), exc)
+            raise
+        for sink in sinks:
+            sink.close()
+        result = run.result(start, final=fingerprints(_watched_tensors(model)))
 
-    result = TrainResult(
-        name=label,
-        model=model,
-        device=str(dev),
-        seed=seed,
-        steps=steps,
-        losses=run.losses,
-        lrs=run.lrs,
-        grad_norms=run.grad_norms,
-        param_grad_norms={n: [row[i] for row in run.param_norms] for i, (n, _) in enumerate(named)},
-        step_times=run.times,
-        eval={k: list(v) for k, v in run.eval.items()},
-        nonfinite=run.nonfinite,
-        trainable=tuple(n for n, _ in named),
-        frozen=frozen,
-        not_in_optimizer=audit.not_in_optimizer,
-        frozen_in_optimizer=audit.frozen_in_optimizer,
-        static_buffers=static,
-        initial=before,
-        final=after,
-        torch_version=torch.__version__,
-        setup=ResumeSetup(
-            optimizer=opt, scheduler=sched, loss_fn=loss_fn, stream=stream, device=dev,
-            autocast=autocast_ctx, grad_clip=grad_clip, seed=seed,
-        ),
-    )
+    if on_end is not None:
+        on_end(result)
     if raise_on_nonfinite and result.nonfinite is not None:
         # A NaN at step k fails at step k: no test passes because it forgot to call assert_finite.
         result.assert_finite()
     return result
+
+
+@dataclass(frozen=True)
+class _Start:
+    """What is known when training starts, for the result."""
+
+    label: str
+    seed: int
+    audit: optim_.OptimizerAudit
+    frozen: tuple[str, ...]
+    static: tuple[str, ...]
+    before: dict[str, Fingerprint]
+
+
+def _close_after_failure(sinks: Sequence[MetricSink], failure: BaseException) -> None:
+    """Flush every sink; a sink that cannot close is told alongside the failure, never instead."""
+    for sink in sinks:
+        try:
+            sink.close()
+        except Exception as exc:  # noqa: BLE001 - attached to the failure that propagates
+            failure.add_note(f"modelviz: closing {type(sink).__name__} failed too: {type(exc).__name__}: {exc}")
+
+
+def _end_after_failure(on_end: Callable[[TrainResult], None], partial: TrainResult, failure: BaseException) -> None:
+    try:
+        on_end(partial)
+    except Exception as exc:  # noqa: BLE001 - attached to the failure that propagates
+        failure.add_note(
+            f"modelviz: keeping what ran before the failure failed too: {type(exc).__name__}: {exc}"
+        )
 
 
 class _Run:
@@ -164,10 +186,46 @@ class _Run:
         self.eval: dict[str, list[tuple[int, float]]] = {}
         self.nonfinite: NonFinite | None = None
 
-    def train(self) -> None:
+    def train(self, interrupted: StepCheck) -> None:
         for step in range(self.steps):
+            interrupted(step)
             if not self._step(step):
-                return
+                break
+        interrupted(len(self.losses))
+
+    def result(self, start: _Start, *, final: dict[str, Fingerprint], error: BaseException | None = None) -> TrainResult:
+        """What ran, as a ``TrainResult``; with ``error``, what ran before training failed (the
+        steps whose values were all recorded: a Ctrl-C can land between two appends)."""
+        import torch
+
+        done = min(len(self.losses), len(self.lrs), len(self.grad_norms), len(self.param_norms))
+        return TrainResult(
+            name=start.label,
+            model=self.model,
+            device=str(self.device),
+            seed=start.seed,
+            steps=self.steps,
+            losses=self.losses[:done],
+            lrs=self.lrs[:done],
+            grad_norms=self.grad_norms[:done],
+            param_grad_norms={n: [row[i] for row in self.param_norms[:done]] for i, (n, _) in enumerate(self.named)},
+            step_times=self.times,
+            eval={k: list(v) for k, v in self.eval.items()},
+            nonfinite=self.nonfinite,
+            trainable=tuple(n for n, _ in self.named),
+            frozen=start.frozen,
+            not_in_optimizer=start.audit.not_in_optimizer,
+            frozen_in_optimizer=start.audit.frozen_in_optimizer,
+            static_buffers=start.static,
+            initial=start.before,
+            final=final,
+            torch_version=torch.__version__,
+            error=None if error is None else _error_text(error),
+            setup=ResumeSetup(
+                optimizer=self.opt, scheduler=self.sched, loss_fn=self.loss_fn, stream=self.stream,
+                device=self.device, autocast=self.autocast, grad_clip=self.grad_clip, seed=start.seed,
+            ),
+        )
 
     def _step(self, step: int) -> bool:
         """One optimizer step; False when training must stop (a non-finite value)."""
@@ -233,9 +291,9 @@ class _Run:
                 sink.histogram(step, tag, hist)
         matrix = next(((n, p) for n, p in self.named if p.dim() == 2), None)
         if matrix is not None:
-            cpu = matrix[1].detach().float().cpu()
+            cells = heatmap_cells(matrix[1])
             for sink in self.sinks:
-                sink.heatmap(step, f"weights/{matrix[0]}", cpu)
+                sink.heatmap(step, f"weights/{matrix[0]}", cells)
 
     def _log_images(self, inputs: Any) -> None:
         import torch
@@ -270,6 +328,24 @@ class _Run:
             self.eval.setdefault(key, []).append((step, value))
         for sink in self.sinks:
             sink.scalars(step, {f"eval/{k}": v for k, v in values.items()})
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def heatmap_cells(weight: torch.Tensor, side: int = HEATMAP_MAX) -> torch.Tensor:
+    """A 2-D ``weight`` block-averaged on its device to at most ``side`` x ``side`` cells, as a
+    float copy on the CPU: the picture of a large matrix costs what a small one does, and later
+    updates of the weight do not change it."""
+    import torch
+
+    cells = weight.detach().float()
+    if cells.shape[0] > side or cells.shape[1] > side:
+        shape = (min(side, cells.shape[0]), min(side, cells.shape[1]))
+        cells = torch.nn.functional.adaptive_avg_pool2d(cells[None, None], shape)[0, 0]
+    return cells.to("cpu", copy=True)
 
 
 def _nonfinite(step: int, loss: float, output_ok: bool, norms: list[float], names: list[str]) -> NonFinite:
@@ -327,9 +403,36 @@ def _check_arguments(model: Any, steps: int, log_every: int, eval_every: int, gr
 
     if not isinstance(model, torch.nn.Module):
         raise TrainingError(f"short_train needs a torch.nn.Module, got {type(model).__name__}")
+    _check_model(model)
     for arg, value in (("steps", steps), ("log_every", log_every), ("eval_every", eval_every)):
         if not isinstance(value, int) or value < 1:
             raise TrainingError(f"{arg} must be a positive int, got {value!r}")
     if grad_clip is not None and not grad_clip > 0:
         raise TrainingError(f"grad_clip must be > 0, got {grad_clip!r}")
 
+
+def _check_model(model: torch.nn.Module) -> None:
+    """A model that cannot train at all is refused before anything moves, naming why."""
+    name = type(model).__name__
+    cycle = module_cycle(model)
+    if cycle is not None:
+        raise TrainingError(f"short_train cannot train {name}: {cycle.describe(name)}. {FIX_HINT}.")
+    params = list(model.named_parameters())
+    if not params:
+        raise TrainingError(
+            f"short_train cannot train {name}: it has no parameters, so there is nothing to train. "
+            "Pass the model whose layers have weights (or test this one with graph_snapshot)."
+        )
+    meta = [n for n, t in [*params, *model.named_buffers()] if t.is_meta]
+    if meta:
+        raise TrainingError(
+            f"short_train cannot train {name}: {listed_names(meta)} are on the meta device, which "
+            "holds shapes but no values. Materialize it first: `model.to_empty(device=...)` and "
+            "initialise or load the weights (e.g. `load_state_dict(state, assign=True)`)."
+        )
+    if not any(p.requires_grad for _, p in params):
+        raise TrainingError(
+            f"short_train cannot train {name}: every parameter is frozen (requires_grad=False: "
+            f"{listed_names([n for n, _ in params])}), so nothing can train. Unfreeze what should "
+            "learn, e.g. `model.fc.requires_grad_(True)`."
+        )

@@ -38,7 +38,7 @@ class NonFinite:
     def message(self) -> str:
         grads = ""
         if self.parameters:
-            grads = f"; non-finite gradients at that step: {_names(self.parameters)}"
+            grads = f"; non-finite gradients at that step: {listed_names(self.parameters)}"
         return f"step {self.step}: {self.what} (loss {self.loss}){grads}"
 
 
@@ -94,6 +94,7 @@ class TrainResult:
     initial: dict[str, Fingerprint]  # "param:<name>" / "buffer:<name>" -> fingerprint
     final: dict[str, Fingerprint]
     torch_version: str
+    error: str | None = None  # why training stopped part way (then ``on_end`` gets it, not a caller)
     setup: ResumeSetup | None = field(default=None, repr=False)
     reporter: CheckReporter | None = field(default=None, repr=False)
 
@@ -167,19 +168,19 @@ class TrainResult:
         if never:
             problems.append(
                 f"{len(never)} trainable parameter(s) never received a non-zero gradient in "
-                f"{self.steps_run} step(s): {_names(never)} (module(s) {_names(_modules(never))}): "
+                f"{self.steps_run} step(s): {listed_names(never)} (module(s) {listed_names(_modules(never))}): "
                 "does the forward use them, or is their output detached / multiplied by zero?"
             )
         if self.not_in_optimizer:
             problems.append(
                 f"{len(self.not_in_optimizer)} trainable parameter(s) are not in the optimizer, so "
-                f"they never update: {_names(self.not_in_optimizer)}. Build the optimizer over all "
+                f"they never update: {listed_names(self.not_in_optimizer)}. Build the optimizer over all "
                 "trainable parameters, or freeze them (requires_grad_(False))."
             )
         if self.frozen_in_optimizer and not allow_frozen_in_optimizer:
             problems.append(
                 f"{len(self.frozen_in_optimizer)} frozen parameter(s) (requires_grad=False) are in "
-                f"the optimizer: {_names(self.frozen_in_optimizer)}. Pass only trainable parameters "
+                f"the optimizer: {listed_names(self.frozen_in_optimizer)}. Pass only trainable parameters "
                 "(`[p for p in model.parameters() if p.requires_grad]`), or pass "
                 "allow_frozen_in_optimizer=True if that is intended."
             )
@@ -202,20 +203,20 @@ class TrainResult:
         stale = [n for n in self.trainable if not self._changed(f"param:{n}")]
         if stale:
             problems.append(
-                f"{len(stale)} trainable parameter(s) did not change: {_names(stale)} (module(s) "
-                f"{_names(_modules(stale))}). Are they in the optimizer, do they get gradients, is the "
+                f"{len(stale)} trainable parameter(s) did not change: {listed_names(stale)} (module(s) "
+                f"{listed_names(_modules(stale))}). Are they in the optimizer, do they get gradients, is the "
                 "learning rate 0?"
             )
         moved = [n for n in self.frozen if self._changed(f"param:{n}")]
         if moved:
             problems.append(
-                f"{len(moved)} frozen parameter(s) (requires_grad=False) changed: {_names(moved)}. "
+                f"{len(moved)} frozen parameter(s) (requires_grad=False) changed: {listed_names(moved)}. "
                 "Something writes to them in place (the forward, a hook, or an optimizer given them)."
             )
         drifted = [n for n in self.static_buffers if self._changed(f"buffer:{n}")]
         if drifted:
             problems.append(
-                f"{len(drifted)} buffer(s) of frozen or eval-mode module(s) changed: {_names(drifted)}. "
+                f"{len(drifted)} buffer(s) of frozen or eval-mode module(s) changed: {listed_names(drifted)}. "
                 "A frozen BatchNorm must also be in eval mode (module.eval()) to keep its running stats."
             )
         if problems:
@@ -248,7 +249,7 @@ class TrainResult:
         check_resume(self.name, self.model, self.setup, self.steps_run, fresh_model, path, rtol, atol)
 
 
-def _names(names: Any) -> str:
+def listed_names(names: Any) -> str:
     names = list(names)
     shown = ", ".join(names[:_SHOWN])
     return shown + (f", ... and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing import event_accumulator as ea
 
 from modelviz_testing import run_dir_of
+from user_runs import folder_of, read_records
 
 USER_TESTS = """
 import pytest
@@ -67,16 +67,6 @@ def test_own_writer(short_train, tb_writer, modelviz_artifacts):
 """
 
 
-def _records(test_dir: Path) -> list[dict]:
-    path = test_dir / "modelviz.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-
-
-def _test_dir(run_dir: Path, name: str) -> Path:
-    [folder] = [p for p in run_dir.iterdir() if p.is_dir() and f"--{name}-" in p.name]
-    return folder
-
-
 def test_with_modelviz_logs_records_and_draws(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user=USER_TESTS)
     result = pytester.runpytest("--modelviz", "--modelviz-device=cpu", "-p", "no:cacheprovider")
@@ -84,8 +74,8 @@ def test_with_modelviz_logs_records_and_draws(pytester: pytest.Pytester) -> None
     result.stdout.fnmatch_lines(["*with-spare: 2 trainable parameter(s) never received a non-zero gradient*spare.weight, spare.bias*"])
     run_dir = run_dir_of(pytester)
 
-    trains = _test_dir(run_dir, "test_trains")
-    records = _records(trains)
+    trains = folder_of(run_dir, "test_trains")
+    records = read_records(trains)
     [train] = [r for r in records if r["kind"] == "train"]
     assert train["name"] == "Sequential" and train["model"] == "Sequential" and train["steps"] == 12
     assert len(train["losses"]) == len(train["lrs"]) == len(train["grad_norms"]) == 12
@@ -102,7 +92,7 @@ def test_with_modelviz_logs_records_and_draws(pytester: pytest.Pytester) -> None
     visdom_log = trains / next(r for r in records if r["kind"] == "visdom")["log"]
     assert "train/loss" in visdom_log.read_text()
 
-    spare = _records(_test_dir(run_dir, "test_unused_layer"))
+    spare = read_records(folder_of(run_dir, "test_unused_layer"))
     [failed] = [r for r in spare if r["kind"] == "check"]
     assert failed["passed"] is False and "spare.weight" in failed["message"] and failed["train"] == "with-spare"
 
@@ -150,7 +140,7 @@ def test_it(short_train):
                 optimizer=lambda p: torch.optim.SGD(p, lr=0.1), steps=3, embedding=True)
 """)
     pytester.runpytest("--modelviz", "--modelviz-device=cpu", "-p", "no:cacheprovider").assert_outcomes(passed=1)
-    test_dir = _test_dir(run_dir_of(pytester), "test_it")
+    test_dir = folder_of(run_dir_of(pytester), "test_it")
     from google.protobuf import text_format
     from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 
@@ -159,7 +149,7 @@ def test_it(short_train):
     assert projected.tensor_name == "embedding/2.input:00002"  # the input of the last layer, after the last step
     rows = (test_dir / "tensorboard" / projected.tensor_path).read_text().splitlines()
     assert len(rows) == 8 and all(len(row.split("\t")) == 6 for row in rows)
-    records = _records(test_dir)
+    records = read_records(test_dir)
     visdom_log = test_dir / next(r for r in records if r["kind"] == "visdom")["log"]
     assert "embedding/2.input (step 2)" in visdom_log.read_text()
 

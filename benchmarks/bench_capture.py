@@ -1,18 +1,23 @@
 """How long architecture capture takes, against one forward pass and against torchinfo/torchview.
 
-    python benchmarks/bench_capture.py [--repeats 5] [--threads 1] [--models resnet50,vit_b_16,llama7b_meta]
+    python benchmarks/bench_capture.py [--rounds 5] [--threads 1,2,0] [--models resnet50,vit_b_16,llama7b_meta]
 
-For each model (batch 1, random weights, no download) it prints the median of a few repeats of:
-one plain forward pass, ``capture``, ``torchinfo.summary`` and ``torchview.draw_graph`` (graph
-only, no rendering), each as a ratio to the forward pass measured in the same process; and the
-peak memory of a capture, measured in a fresh subprocess (``ru_maxrss``) so earlier models do not
-count. Target: capture <= 1.5x one forward pass on CPU.
+For each model (batch 1, random weights, no download) and each torch thread count (0: torch's
+default), every round times one plain forward pass (``torch.no_grad()``), ``capture``,
+``torchinfo.summary`` and ``torchview.draw_graph`` (graph only, no rendering) back to back, in an
+order rotated from round to round; a tool's ratio in a round is its time over that round's
+forward pass. It prints the median ratio over rounds and its spread, on the wall clock and on
+the process's CPU clock (which other load on a shared machine disturbs less), and the peak memory
+of a capture, measured in a fresh subprocess (``ru_maxrss``) so earlier models do not count.
+
+Goals: capture <= 1.2x one forward pass, and faster than ``torchinfo.summary``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -22,6 +27,7 @@ from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 MODELS = ("resnet50", "vit_b_16", "llama7b_meta")
+GOAL = 1.2
 
 
 def build(name: str) -> tuple[Any, Any]:
@@ -34,17 +40,9 @@ def build(name: str) -> tuple[Any, Any]:
         from llama7b import meta_llama7b
 
         return meta_llama7b()
+    torch.manual_seed(0)
     model = getattr(torchvision.models, name)(weights=None).eval()
     return model, torch.randn(1, 3, 224, 224)
-
-
-def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def forward(model: Any, x: Any) -> Any:
@@ -52,6 +50,12 @@ def forward(model: Any, x: Any) -> Any:
 
     with torch.no_grad():
         return model(x)
+
+
+def capture(model: Any, x: Any) -> Any:
+    from pytest_modelviz import capture as capture_
+
+    return capture_(model, x)
 
 
 def torchinfo_summary(model: Any, x: Any) -> Any:
@@ -64,6 +68,12 @@ def torchview_graph(model: Any, x: Any) -> Any:
     import torchview
 
     return torchview.draw_graph(model, input_data=x, device=x.device, save_graph=False, depth=8)
+
+
+TOOLS: dict[str, Callable[[Any, Any], Any]] = {
+    "forward": forward, "capture": capture, "torchinfo.summary": torchinfo_summary,
+    "torchview.draw_graph": torchview_graph,
+}
 
 
 def peak_memory_mb(name: str) -> dict[str, float]:
@@ -79,45 +89,69 @@ def peak_memory_mb(name: str) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def bench(name: str, repeats: int) -> None:
-    from pytest_modelviz import capture
+def timed(fn: Callable[[Any, Any], Any], model: Any, x: Any) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn(model, x)
+    return time.perf_counter() - wall, time.process_time() - cpu
 
-    model, x = build(name)
-    forward(model, x)  # warm-up: first calls pay for lazy initialisation
-    capture(model, x)
-    # Forward and capture alternate, so a busy machine slows both alike.
-    pairs = [(median_seconds(lambda: forward(model, x), 1), median_seconds(lambda: capture(model, x), 1)) for _ in range(repeats)]
-    base = statistics.median(f for f, _ in pairs)
-    rows = [("forward", base), ("capture", statistics.median(c for _, c in pairs))]
-    for label, fn in (("torchinfo.summary", torchinfo_summary), ("torchview.draw_graph", torchview_graph)):
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}"
+
+
+def bench(model: Any, x: Any, rounds: int, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    tools = dict(TOOLS)
+    for label in list(tools):
         try:
-            fn(model, x)
+            tools[label](model, x)  # warm-up: first calls pay for lazy initialisation
         except Exception as exc:  # noqa: BLE001 - a tool that cannot handle this model is reported
-            rows.append((f"{label} (skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:80]})", float("nan")))
-            continue
-        rows.append((label, median_seconds(lambda: fn(model, x), repeats)))
-    graph = capture(model, x)
-    print(f"\n{name}: {graph.totals.params:,} params, {len(graph.nodes)} nodes, device {x.device.type}")
-    for label, seconds in rows:
-        print(f"  {label:<24} {seconds * 1000:10.1f} ms   {seconds / base:6.2f}x forward")
-    mem = peak_memory_mb(name)
-    print(f"  peak RSS: {mem['before_mb']:.0f} MB after building, {mem['after_mb']:.0f} MB after capture")
+            print(f"  {label}: skipped ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})")
+            del tools[label]
+    order = list(tools)
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in order}
+    for r in range(rounds):
+        for label in order[r % len(order):] + order[:r % len(order)]:
+            times[label].append(timed(tools[label], model, x))
+    base = times["forward"]
+    print(f"  {torch.get_num_threads()} thread(s): forward {1000 * statistics.median(w for w, _ in base):.1f} ms wall, "
+          f"{1000 * statistics.median(c for _, c in base):.1f} ms CPU (median of {rounds})")
+    for label in order[1:]:
+        cells = []
+        for clock in (0, 1):
+            ratios = [t[clock] / b[clock] for t, b in zip(times[label], base)]
+            cells.append(f"{statistics.median(ratios):5.2f}x ({spread(ratios)})")
+        goal = f"   goal <= {GOAL}x and < torchinfo" if label == "capture" else ""
+        print(f"    {label:<22} wall {cells[0]}   CPU {cells[1]}{goal}")
+    if "torchinfo.summary" in times and "capture" in times:
+        ratios = [t[0] / c[0] for t, c in zip(times["torchinfo.summary"], times["capture"])]
+        print(f"    torchinfo / capture    wall {statistics.median(ratios):5.2f}x ({spread(ratios)})   goal > 1x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch intra-op threads (1: steadiest on a shared machine)"
-    )
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", default="1,2,0", help="torch intra-op thread counts to measure (0: torch's default)")
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocess")
     args = parser.parse_args()
     import torch
 
-    torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats}")
+    default_threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, default {default_threads} thread(s), {args.rounds} rounds; "
+          f"load average {os.getloadavg()[0]:.1f}")
     for name in args.models.split(","):
-        bench(name.strip(), args.repeats)
+        model, x = build(name.strip())
+        graph = capture(model, x)
+        print(f"\n{name}: {graph.totals.params:,} params, {len(graph.nodes)} nodes, device {x.device.type}")
+        for threads in (int(t) for t in args.threads.split(",")):
+            bench(model, x, args.rounds, threads or default_threads)
+        if not args.no_memory:
+            mem = peak_memory_mb(name.strip())
+            print(f"  peak RSS: {mem['before_mb']:.0f} MB after building, {mem['after_mb']:.0f} MB after capture")
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

@@ -1,81 +1,97 @@
-"""short_train's overhead against a hand-written loop doing the same steps on the same model.
+"""``short_train`` against a hand-written loop, both run as pytest tests the way a user runs them.
 
-The workload is a realistic small training job: a CIFAR-style CNN (three conv-BatchNorm-ReLU-
-maxpool blocks, 16/32/32 channels, then two linear layers; 16 parameter tensors, 50k values) on
-batches of 64 RGB 32x32 images, SGD with momentum. One step takes 15-50 ms on one CPU thread, the
-range of the small models people check in CI; an MLP would mostly measure per-parameter
-bookkeeping against almost no compute, which is not what a test trains.
+    .venv/bin/python benchmarks/bench_train.py [--rounds 9] [--threads 1] [--workloads cnn28,cifar]
 
-Variants, each ``--steps`` steps (default 30, so TensorBoard logs histograms at steps 0, 10, 20):
+Workloads (random data made once, no download):
 
-- ``plain``: a hand-written loop (zero_grad, forward, loss, backward, step, ``loss.item()``);
-- ``off``: ``short_train`` with no sink;
-- ``every10``: ``short_train`` logging into TensorBoard: scalars every step, parameter and gradient
-  histograms every 10 steps, the input image grid and the config text at step 0.
+- ``cnn28``: a small CNN (two conv layers of 16 and 32 channels, two linear layers) on batches
+  of 64 1x28x28 images, plain SGD, 60 steps;
+- ``cifar``: a CIFAR-style CNN (three conv-BatchNorm-ReLU-maxpool blocks, 16/32/32 channels, two
+  linear layers) on batches of 64 RGB 32x32 images, SGD with momentum, 30 steps.
 
-Each round runs the three in a rotated order (so none always runs first on a warm or a cold
-cache), and a variant's ratio in a round is its time over that round's ``plain`` time. The
-machine may be shared, so the script prints the median ratio over rounds and its spread (lowest,
-quartiles, highest), and the ratio of the variants' fastest runs ("best/best"): other processes
-only ever add time, so the fastest of many runs is the least disturbed one. On a virtual machine
-the CPU clock counts time the host gave to others too, so it is printed beside the wall clock but
-is no quieter. Targets: logging off <= 1.03x; TensorBoard every 10 steps <= 1.10x.
+The script writes a throw-away pytest project and runs it twice, in two pytest processes: once
+plain (no ``--modelviz``: ``short_train`` logs nothing) and once with ``--modelviz`` and the
+default settings (TensorBoard and, where visdom is installed, the offline visdom env; histograms
+every ``modelviz_log_every`` = 10 steps; the curves picture and the run record). In each process
+every round runs, for each workload, a test calling the hand-written loop (zero_grad, forward,
+loss, backward, step, ``loss.item()``) and a test calling the ``short_train`` fixture on the same
+model and batches, in alternating order. A test's time is its whole protocol (setup, call,
+teardown and the plugin's report hooks), taken by a ``pytest_runtest_protocol`` wrapper; its
+ratio is over the hand-written loop's test in the same round. The first round warms up (lazy
+imports) and is printed apart. The machine may be shared: it prints the median ratio, its spread
+and the ratio of the fastest runs ("best/best": other load only ever adds time).
 
-    .venv/bin/python benchmarks/bench_train.py [--rounds 15] [--steps 30] [--threads 1] [--default-malloc]
+Before measuring, each process asks glibc to keep freed memory (see ``keep_freed_memory``), for
+both loops alike: otherwise page faults that vary from run to run swamp a few percent.
 
-Before measuring, the script asks glibc to keep freed memory (see ``keep_freed_memory``), for
-both variants alike: otherwise page faults that vary from run to run dominate the spread.
-
-TensorBoard files are written with tensorboardX, whose record checksums run in pure Python unless
-the ``crc32c`` package is installed; the script says which one it measured.
+Goals: logging off <= 1.03x, ``--modelviz`` <= 1.10x.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import json
+import os
+import shlex
 import statistics
+import subprocess
+import sys
 import tempfile
-import time
+import textwrap
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
-import torch
-from tensorboardX import SummaryWriter
-from torch import nn
-from torch.nn import functional as F
-
-from pytest_modelviz import short_train
-from pytest_modelviz.sinks.tensorboard import TensorBoardSink
-
+HERE = Path(__file__).resolve().parent
 BATCH = 64
-LOG_EVERY = 10
+GOALS = {"off": 1.03, "modelviz": 1.10}
+WORKLOADS = ("cnn28", "cifar")
+STEPS = {"cnn28": 60, "cifar": 30}
 
 
-def make_model(width: int = 16) -> nn.Module:
+# ---------------------------------------------------------------- what the tests train
+
+
+def make_model(workload: str) -> Any:
+    import torch
+    from torch import nn
+
     torch.manual_seed(0)
+    if workload == "cnn28":
+        return nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
+        )
 
     def block(cin: int, cout: int) -> list[nn.Module]:
         return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
 
     return nn.Sequential(
-        *block(3, width), *block(width, 2 * width), *block(2 * width, 2 * width),
-        nn.Flatten(), nn.Linear(2 * width * 4 * 4, 128), nn.ReLU(), nn.Linear(128, 10),
+        *block(3, 16), *block(16, 32), *block(32, 32),
+        nn.Flatten(), nn.Linear(32 * 4 * 4, 128), nn.ReLU(), nn.Linear(128, 10),
     )
 
 
-def make_data(batches: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def make_data(workload: str, batches: int = 4) -> list[tuple[Any, Any]]:
+    import torch
+
+    shape = (BATCH, 1, 28, 28) if workload == "cnn28" else (BATCH, 3, 32, 32)
     g = torch.Generator().manual_seed(0)
-    return [(torch.rand(BATCH, 3, 32, 32, generator=g), torch.randint(0, 10, (BATCH,), generator=g))
-            for _ in range(batches)]
+    return [(torch.rand(*shape, generator=g), torch.randint(0, 10, (BATCH,), generator=g)) for _ in range(batches)]
 
 
-def sgd(params):  # noqa: ANN001, ANN201
-    return torch.optim.SGD(params, lr=0.01, momentum=0.9)
+def optimizer(workload: str) -> Any:
+    import torch
+
+    if workload == "cnn28":
+        return lambda params: torch.optim.SGD(params, lr=0.05)
+    return lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9)
 
 
-def plain_loop(model: nn.Module, data: list, steps: int) -> list[float]:
-    opt = sgd([p for p in model.parameters() if p.requires_grad])
+def plain_loop(model: Any, data: list[tuple[Any, Any]], steps: int, make_opt: Any) -> list[float]:
+    from torch.nn import functional as F
+
+    opt = make_opt([p for p in model.parameters() if p.requires_grad])
     losses = []
     for step in range(steps):
         x, y = data[step % len(data)]
@@ -87,38 +103,12 @@ def plain_loop(model: nn.Module, data: list, steps: int) -> list[float]:
     return losses
 
 
-def modelviz_loop(model: nn.Module, data: list, steps: int, writer: SummaryWriter | None) -> list[float]:
-    sinks = [] if writer is None else [TensorBoardSink(writer)]
-    result = short_train(model, data, loss_fn=F.cross_entropy, optimizer=sgd, steps=steps, device="cpu",
-                         log_every=LOG_EVERY, sinks=sinks)
-    return result.losses
-
-
-Timing = tuple[float, float]  # (wall seconds, CPU seconds of this process, all its threads)
-
-
-def timed(fn: Callable[..., object], *args: object) -> Timing:
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn(*args)
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def timed_with_writer(logdir: Path, model: nn.Module, data: list, steps: int) -> Timing:
-    """Opening and closing the writer is the fixture's job, not the loop's: left out of the time."""
-    writer = SummaryWriter(logdir=str(logdir))
-    try:
-        return timed(modelviz_loop, model, data, steps, writer)
-    finally:
-        writer.close()
-
-
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory instead of handing large blocks back to the OS.
 
     By default glibc unmaps or trims freed activation buffers (MBs each) depending on the heap's
-    layout, and the next step faults them back in: 50k to 220k page faults per 30-step run were
-    measured here, varying from run to run with no relation to the code measured, which swamps a
-    few percent. With fixed thresholds every variant keeps its buffers. False where not glibc.
+    layout, and the next step faults them back in: tens of thousands of page faults per run,
+    varying from run to run with no relation to the code measured. False where not glibc.
     """
     import ctypes
     import ctypes.util
@@ -134,51 +124,136 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(m_trim_threshold, 1 << 30)) and bool(mallopt(m_mmap_threshold, 32 << 20))
 
 
+# ---------------------------------------------------------------- the throw-away pytest project
+
+CONFTEST = """
+import json, os, sys, time
+import pytest
+
+sys.path.insert(0, {here!r})
+import bench_train as bench
+
+TIMES = os.environ["BENCH_TRAIN_TIMES"]
+
+
+def pytest_configure(config):
+    import torch
+
+    torch.set_num_threads(int(os.environ["BENCH_TRAIN_THREADS"]) or torch.get_num_threads())
+    bench.keep_freed_memory()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        return (yield)
+    finally:
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        with open(TIMES, "a") as fh:
+            fh.write(json.dumps({{**item.callspec.params, "wall": wall, "cpu": cpu}}) + "\\n")
+"""
+
+TESTS = """
+import os
+import pytest
+from torch.nn import functional as F
+
+import bench_train as bench
+
+ROUNDS = int(os.environ["BENCH_TRAIN_ROUNDS"])
+WORKLOADS = os.environ["BENCH_TRAIN_WORKLOADS"].split(",")
+# Each round runs both variants of each workload, in alternating order.
+CASES = [
+    (w, r, v)
+    for r in range(ROUNDS + 1)
+    for w in WORKLOADS
+    for v in (("plain", "short_train") if r % 2 else ("short_train", "plain"))
+]
+DATA = {{w: bench.make_data(w) for w in WORKLOADS}}
+
+
+@pytest.mark.parametrize("workload,round,variant", CASES)
+def test_train(request, workload, round, variant):
+    model, steps = bench.make_model(workload), bench.STEPS[workload]
+    if variant == "plain":
+        losses = bench.plain_loop(model, DATA[workload], steps, bench.optimizer(workload))
+    else:
+        result = request.getfixturevalue("short_train")(
+            model, DATA[workload], loss_fn=F.cross_entropy, optimizer=bench.optimizer(workload), steps=steps,
+        )
+        losses = result.losses
+    assert len(losses) == steps
+"""
+
+
+def run_pytest(project: Path, modelviz: bool, rounds: int, threads: int, workloads: list[str],
+               extra: list[str]) -> list[dict[str, Any]]:
+    times = project / f"times-{'modelviz' if modelviz else 'off'}.jsonl"
+    env = dict(os.environ, BENCH_TRAIN_TIMES=str(times), BENCH_TRAIN_ROUNDS=str(rounds),
+               BENCH_TRAIN_THREADS=str(threads), BENCH_TRAIN_WORKLOADS=",".join(workloads))
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, "test_bench.py"]
+    if modelviz:
+        args += ["--modelviz", "--modelviz-dir", str(project / ".modelviz")]
+    done = subprocess.run(args, cwd=project, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"pytest failed ({' '.join(args[3:])}):\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
+    return [json.loads(line) for line in times.read_text().splitlines()]
+
+
 def spread(values: list[float]) -> str:
     q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0],) * 3
-    return f"min {min(values):.3f}, q1 {q1:.3f}, q3 {q3:.3f}, max {max(values):.3f}"
+    return f"min {min(values):.2f}, q1 {q1:.2f}, q3 {q3:.2f}, max {max(values):.2f}"
+
+
+def report(mode: str, rows: list[dict[str, Any]], workloads: list[str]) -> None:
+    label = "--modelviz" if mode == "modelviz" else "no --modelviz"
+    for workload in workloads:
+        mine = [r for r in rows if r["workload"] == workload]
+        by_round: dict[int, dict[str, dict[str, float]]] = {}
+        for r in mine:
+            by_round.setdefault(r["round"], {})[r["variant"]] = r
+        warm = by_round.pop(0)
+        steps = STEPS[workload]
+        print(f"  {workload} ({steps} steps), {label}: first (warm-up) round {warm['short_train']['wall']:.2f} s "
+              f"vs {warm['plain']['wall']:.2f} s")
+        for clock in ("wall", "cpu"):
+            plain = [v["plain"][clock] for v in by_round.values()]
+            ours = [v["short_train"][clock] for v in by_round.values()]
+            ratios = [o / p for o, p in zip(ours, plain)]
+            extra = statistics.median((o - p) / steps * 1000 for o, p in zip(ours, plain))
+            print(f"    {clock:<4} {statistics.median(ratios):.2f}x median (goal <= {GOALS[mode]:.2f}x); {spread(ratios)}; "
+                  f"best/best {min(ours) / min(plain):.2f}x; hand-written {1000 * statistics.median(plain) / steps:.1f} "
+                  f"ms/step, {extra:+.2f} ms/step")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--default-malloc", action="store_true", help="leave glibc's malloc thresholds as they are")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=9, help="measured rounds per pytest process (plus one warm-up)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads in the tests (0: torch's default)")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--modes", default="off,modelviz", help="off (no --modelviz), modelviz, or both")
+    parser.add_argument("--pytest-args", default="", help="more pytest arguments, e.g. to load another build "
+                        "of the plugin: '-p no:modelviz -p otherbuild.plugin'")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)  # a shared machine: many threads measure the contention
-    pinned = False if args.default_malloc else keep_freed_memory()
-    data = make_data()
-    # Same work: short_train takes exactly the steps the plain loop takes.
-    assert plain_loop(make_model(), data, 3) == modelviz_loop(make_model(), data, 3, None)
+    workloads = [w.strip() for w in args.workloads.split(",")]
+    unknown = set(workloads) - set(WORKLOADS)
+    if unknown:
+        raise SystemExit(f"unknown workloads {sorted(unknown)}; choose from {', '.join(WORKLOADS)}")
+    import torch
+
     with tempfile.TemporaryDirectory() as tmp:
-        timed_with_writer(Path(tmp) / "warmup", make_model(), data, 3)  # lazy imports, allocators
-        runs: dict[str, Callable[[int], Timing]] = {
-            "plain": lambda r: timed(plain_loop, make_model(), data, args.steps),
-            "off": lambda r: timed(modelviz_loop, make_model(), data, args.steps, None),
-            "every10": lambda r: timed_with_writer(Path(tmp) / f"run{r}", make_model(), data, args.steps),
-        }
-        order = list(runs)
-        times: dict[str, list[Timing]] = {k: [] for k in runs}
-        for r in range(args.rounds):
-            for key in order[r % 3:] + order[:r % 3]:
-                times[key].append(runs[key](r))
-        logged = sorted(p.name for p in (Path(tmp) / "run0").iterdir())
-    assert logged, "the TensorBoard variant wrote no event file"
-    crc = "native crc32c" if importlib.util.find_spec("crc32c") else "pure-Python crc32c (pip install crc32c)"
-    print(f"workload: CNN on {BATCH}x3x32x32, {sum(p.numel() for p in make_model().parameters())} parameters, "
-          f"{args.steps} steps, {args.rounds} rounds, {torch.get_num_threads()} thread(s); tensorboardX with {crc}; "
-          f"malloc {'keeps freed memory' if pinned else 'default'}")
-    for clock, index in (("wall", 0), ("CPU", 1)):
-        plain = [t[index] for t in times["plain"]]
-        print(f"{clock} clock: plain loop {1000 * statistics.median(plain) / args.steps:.1f} ms/step median")
-        for key, label, target in (("off", "logging off", 1.03), ("every10", "TensorBoard every 10", 1.10)):
-            ratios = [t[index] / p for t, p in zip(times[key], plain)]
-            extra = [(t[index] - p) / args.steps * 1000 for t, p in zip(times[key], plain)]
-            best = min(t[index] for t in times[key]) / min(plain)
-            print(f"  short_train, {label:<21} {statistics.median(ratios):.3f}x median (target <= {target:.2f}x); "
-                  f"{spread(ratios)}; best/best {best:.3f}x; {statistics.median(extra):+.2f} ms/step")
+        project = Path(tmp)
+        (project / "pytest.ini").write_text("[pytest]\n")
+        (project / "conftest.py").write_text(textwrap.dedent(CONFTEST.format(here=str(HERE))))
+        (project / "test_bench.py").write_text(textwrap.dedent(TESTS.format()))
+        print(f"torch {torch.__version__}, {args.threads or 'default'} thread(s), {args.rounds} rounds per process; "
+              f"load average {os.getloadavg()[0]:.1f} at start")
+        for mode in args.modes.split(","):
+            rows = run_pytest(project, mode == "modelviz", args.rounds, args.threads, workloads, shlex.split(args.pytest_args))
+            report(mode, rows, workloads)
+        print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
 
 if __name__ == "__main__":
     main()

@@ -7,6 +7,7 @@ classes.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -114,6 +115,7 @@ def _public_name(func: Any, name: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
 def module_target(cls: type) -> str:
     """``torch.nn.Conv2d`` for torch's layers, the bare class name for everything else.
 
@@ -321,6 +323,7 @@ def module_args(module: nn.Module) -> tuple[tuple[str, str], ...]:
     return tuple((k, v) for k, v in args if k not in _DROPPED_KEYS)
 
 
+@functools.lru_cache(maxsize=None)
 def _torch_layer_class(cls: type) -> type | None:
     """The nearest class in ``cls``'s MRO that torch defines (``nn.Conv2d`` for ``MyConv``)."""
     from torch import nn
@@ -333,6 +336,7 @@ def _torch_layer_class(cls: type) -> type | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
 def _extra_repr_owner(cls: type) -> type | None:
     from torch import nn
 
@@ -380,25 +384,99 @@ def _find_init_params(cls: type) -> list[tuple[str, Any, bool, str]]:
 
 
 def _args_from_attributes(module: nn.Module) -> tuple[tuple[str, str], ...]:
-    import torch
+    """``module``'s arguments, described once per distinct set of values and class: a model has
+    many layers alike (every ``Conv2d(64, 64, 3, padding=1)``), and describing one costs more
+    than reading its values."""
+    plan = _attribute_plan(type(module))
+    values = _read_values(module, plan)
+    try:
+        key = (type(module), *map(_exact, values))
+        args = _ARGS.get(key)
+    except TypeError:  # a value that cannot be hashed (a dict): described afresh
+        return _describe(plan, values)
+    if args is None:
+        if len(_ARGS) >= _MAX_ARGS:
+            _ARGS.clear()
+        args = _ARGS[key] = _describe(plan, values)
+    return args
 
-    out: list[tuple[str, str]] = []
-    named = False  # once one argument is written by name, so are all after it
-    for name, default, positional, owner in _init_params(type(module)):
+
+_ARGS: dict[tuple[Any, ...], tuple[tuple[str, str], ...]] = {}
+_MAX_ARGS = 4096
+_ABSENT = object()  # a constructor parameter the layer does not keep, or a tensor listed as a buffer
+_AFFINE = "affine"  # the extra value read for a ``bias`` parameter (see ``_redundant``)
+
+
+@functools.lru_cache(maxsize=None)
+def _attribute_plan(cls: type) -> tuple[tuple[str, Any, bool, Callable[[Any], Any] | None], ...]:
+    """``(name, default, positional, reader)`` per constructor parameter that describes a ``cls``
+    layer, then ``(attribute, _ABSENT, False, None)`` per other attribute ``_redundant`` reads."""
+    plan = []
+    for name, default, positional, owner in _init_params(cls):
         if name in _DROPPED_KEYS or name.startswith("_") or (owner, name) in _IMPLIED_BY_CLASS:
             continue
-        reader = _STORED_AS.get((owner, name))
-        if reader is not None:
+        plan.append((name, default, positional, _STORED_AS.get((owner, name))))
+    names = {name for name, *_ in plan}
+    extras = sorted({_SAME_AS[n] for n in names if n in _SAME_AS} | ({_AFFINE} if "bias" in names else set()))
+    return (*plan, *((name, _ABSENT, False, None) for name in extras))
+
+
+def _read_values(module: nn.Module, plan: tuple[tuple[str, Any, bool, Any], ...]) -> tuple[Any, ...]:
+    import torch
+
+    values = []
+    for name, default, _, reader in plan:
+        if default is _ABSENT:  # an extra
+            value = _extra(module, name, plan, values)
+        elif reader is not None:
             value = reader(module)
-        elif hasattr(module, name):
-            value = getattr(module, name)
         else:
-            continue  # not kept on the layer (deprecated aliases such as ``min_value``)
+            value = getattr(module, name, _ABSENT)  # absent: not kept on the layer (``min_value``)
         if isinstance(default, bool) and (value is None or isinstance(value, torch.Tensor)):
             value = value is not None  # ``bias=True`` is kept as the bias parameter itself
         elif isinstance(value, torch.Tensor):
-            continue  # a tensor argument (a loss's class weights) is a buffer, listed as such
-        if _is_default(value, default) or _redundant(module, name, value, default):
+            value = _ABSENT  # a tensor argument (a loss's class weights) is a buffer, listed as such
+        values.append(value)
+    return tuple(values)
+
+
+def _extra(module: nn.Module, name: str, plan: tuple[tuple[str, Any, bool, Any], ...], values: list[Any]) -> Any:
+    """An attribute ``_redundant`` reads; ``affine`` only where the bias is not at its default,
+    the one case it is read (a lookup that fails costs an exception inside ``Module.__getattr__``)."""
+    if name != _AFFINE:
+        return getattr(module, name, _ABSENT)
+    bias = next(((default, value) for (n, default, _, _), value in zip(plan, values) if n == "bias"), None)
+    if bias is None or bias[1] is _ABSENT or _is_default(bias[1], bias[0]):
+        return None
+    return getattr(module, "affine", getattr(module, "elementwise_affine", True))
+
+
+def _exact(value: Any) -> Any:
+    """A hashable key that two values share only when ``format_value`` writes them alike
+    (``1``, ``1.0`` and ``True`` compare equal but are written differently, so are ``0.0`` and
+    ``-0.0``). Plain values only: anything else raises ``TypeError`` and is described afresh,
+    so the cache never keeps a user's object alive."""
+    kind = type(value)
+    if kind is float:
+        return kind, repr(value)
+    if kind in _PLAIN or value is _ABSENT:
+        return kind, value
+    if kind is tuple or kind is list:
+        return kind, tuple(map(_exact, value))
+    raise TypeError(f"not a plain value: {kind.__name__}")
+
+
+_PLAIN = frozenset({bool, int, str, type(None)})
+
+
+def _describe(plan: tuple[tuple[str, Any, bool, Any], ...], values: tuple[Any, ...]) -> tuple[tuple[str, str], ...]:
+    extras = {name: value for (name, default, _, _), value in zip(plan, values) if default is _ABSENT}
+    out: list[tuple[str, str]] = []
+    named = False  # once one argument is written by name, so are all after it
+    for (name, default, positional, _), value in zip(plan, values):
+        if value is _ABSENT or default is _ABSENT:
+            continue
+        if _is_default(value, default) or _redundant(name, value, default, extras):
             continue
         text = format_value(value)
         if text is None:
@@ -408,26 +486,38 @@ def _args_from_attributes(module: nn.Module) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _redundant(module: nn.Module, name: str, value: Any, default: Any) -> bool:
-    """Arguments that another argument already implies."""
+def _redundant(name: str, value: Any, default: Any, extras: dict[str, Any]) -> bool:
+    """Arguments that another argument already implies (``extras``: the other attributes read)."""
     same = _SAME_AS.get(name)
-    if default is None and same is not None and value == getattr(module, same, object()):
+    if default is None and same is not None and value == extras.get(same, object()):
         return True
     # A norm layer without affine weights has no bias either; releases that take ``bias=`` say so
     # twice, older ones once.
-    affine = getattr(module, "affine", getattr(module, "elementwise_affine", True))
-    return name == "bias" and affine is False
+    return name == "bias" and extras.get(_AFFINE) is False
 
 
-_DTYPE_NAMES: dict[Any, str] = {}
+# Specs are immutable and a model's tensors come in few shapes: one spec per (shape, dtype) is
+# built once and shared, since building a record costs more than looking one up.
+_SPECS: dict[tuple[Any, Any], TensorSpec] = {}
+_MAX_SPECS = 4096
 
 
 def tensor_spec(t: torch.Tensor) -> TensorSpec:
-    dtype = t.dtype
-    name = _DTYPE_NAMES.get(dtype)
-    if name is None:
-        name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
-    return TensorSpec(tuple(t.shape), name)
+    key = (t.shape, t.dtype)
+    try:
+        spec = _SPECS.get(key)
+    except TypeError:  # a symbolic size cannot be hashed
+        return TensorSpec(tuple(t.shape), _dtype_name(t.dtype))
+    if spec is None:
+        if len(_SPECS) >= _MAX_SPECS:
+            _SPECS.clear()
+        spec = _SPECS[key] = TensorSpec(tuple(t.shape), _dtype_name(t.dtype))
+    return spec
+
+
+@functools.lru_cache(maxsize=None)
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def iter_tensors(value: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:

@@ -8,7 +8,8 @@ the lot back.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+import contextlib
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from pytest_modelviz.sinks.base import Histogram
 
@@ -36,20 +37,52 @@ def device_histograms(tensors: Sequence[torch.Tensor], bins: int = DEFAULT_BINS)
     with ``min == max == 0`` bins over the data's own range without a round trip. Where every
     value is equal the range is widened to ``[v - 1, v + 1]``, as ``histc`` does.
     """
-    import torch
-
     if bins < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")
     if not tensors:
         return []
+    with _one_cpu_thread():
+        return _histograms(tensors, bins)
+
+
+@contextlib.contextmanager
+def _one_cpu_thread() -> Iterator[None]:
+    """torch's CPU ops on one thread for the duration.
+
+    The CPU work here is many short ops: each parallel one ends at a barrier that waits for every
+    intra-op thread, and on a loaded machine one of them is often descheduled, so with 2 threads
+    histograms ran several times slower than with one (and slower than tensorboardX's numpy).
+    The work is mostly memory-bound and ``bincount`` is serial anyway: one thread is as fast on
+    an idle machine and steady on a busy one. The caller's setting is restored after.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _histograms(tensors: Sequence[torch.Tensor], bins: int) -> list[Histogram]:
+    import torch
+
     flats = [t.detach().reshape(-1).float() for t in tensors]
-    moments = [torch.stack([*torch.aminmax(f), f.sum(), f.dot(f)]) if f.numel() else f.new_zeros(_MOMENTS)
-               for f in flats]
+    # A large CPU tensor's sum and sum of squares are taken chunk by chunk while it is binned,
+    # each chunk then read from the cache: two passes over memory fewer.
+    fused = {i for i, f in enumerate(flats) if f.device.type == "cpu" and f.numel() > _BATCHED}
+    moments = [_moments(f, sums=i not in fused) for i, f in enumerate(flats)]
     # The CPU tensors' ranges in one conversion; elsewhere histc finds the range on the device.
     on_cpu = [i for i, f in enumerate(flats) if f.device.type == "cpu" and f.numel()]
     ranges = dict(zip(on_cpu, torch.stack([moments[i][:2] for i in on_cpu]).tolist())) if on_cpu else {}
     ranges = {i: (lo - 1.0, hi + 1.0) if lo == hi else (lo, hi) for i, (lo, hi) in ranges.items()}
-    counts = _cpu_histograms(flats, ranges, bins)
+    counts, sums = _cpu_histograms(flats, ranges, bins, fused)
+    for i in fused:
+        moments[i] = torch.cat([moments[i], sums[i]])
     rows = []
     for i, flat in enumerate(flats):
         if flat.numel() == 0:
@@ -63,16 +96,30 @@ def device_histograms(tensors: Sequence[torch.Tensor], bins: int = DEFAULT_BINS)
     return [_histogram(values, t.numel(), bins) for values, t in zip(host, tensors)]
 
 
-def _cpu_histograms(flats: list[torch.Tensor], ranges: dict[int, tuple[float, float]],
-                    bins: int) -> dict[int, torch.Tensor]:
-    """The float32 counts of the CPU tensors ``ranges`` names, each binned over its range."""
+def _moments(flat: torch.Tensor, sums: bool) -> torch.Tensor:
+    """min, max, and with ``sums`` the sum and sum of squares (zeros for an empty tensor)."""
     import torch
 
-    counts = {}
+    if not flat.numel():
+        return flat.new_zeros(_MOMENTS)
+    if not sums:
+        return torch.stack(torch.aminmax(flat))
+    return torch.stack([*torch.aminmax(flat), flat.sum(), flat.dot(flat)])
+
+
+def _cpu_histograms(flats: list[torch.Tensor], ranges: dict[int, tuple[float, float]], bins: int,
+                    fused: set[int]) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+    """The float32 counts of the CPU tensors ``ranges`` names, each binned over its range, and
+    the sum and sum of squares of those ``fused`` names."""
+    import torch
+
+    counts, sums = {}, {}
     small, large = [], []
     for i, (lo, hi) in ranges.items():
         if bins / (hi - lo) > _MAX_SCALE:
             counts[i] = torch.histc(flats[i], bins=bins, min=lo, max=hi)
+            if i in fused:
+                sums[i] = _moments(flats[i], sums=True)[2:]
         else:
             (small if flats[i].numel() <= _BATCHED else large).append(i)
     group = max(1, _BATCHED_TABLE // (bins + 1))  # tensors per bincount, bounding its table
@@ -82,8 +129,8 @@ def _cpu_histograms(flats: list[torch.Tensor], ranges: dict[int, tuple[float, fl
     if large:
         scratch = _Scratch(max(flats[i].numel() for i in large), bins)
         for i in large:
-            counts[i] = _cpu_counts(flats[i], *ranges[i], bins, scratch)
-    return counts
+            counts[i], sums[i] = _cpu_counts(flats[i], *ranges[i], bins, scratch)
+    return counts, sums
 
 
 def _bin_indices(values: torch.Tensor, lo: float | torch.Tensor, scale: float | torch.Tensor,
@@ -134,8 +181,10 @@ class _Scratch:
         self.pairs = torch.empty(numel // 2 if self.paired else 0, dtype=index_dtype)
 
 
-def _cpu_counts(flat: torch.Tensor, lo: float, hi: float, bins: int, scratch: _Scratch) -> torch.Tensor:
-    """What ``torch.histc(flat, bins, lo, hi)`` counts, several times faster on the CPU: each
+def _cpu_counts(flat: torch.Tensor, lo: float, hi: float, bins: int,
+                scratch: _Scratch) -> tuple[torch.Tensor, torch.Tensor]:
+    """What ``torch.histc(flat, bins, lo, hi)`` counts, several times faster on the CPU, and the
+    values' sum and sum of squares (float32 sums of the chunks, added in float64): each
     value's bin index ``(v - lo) * bins / (hi - lo)`` truncated, counted by ``bincount``; ``hi``
     itself lands in bin ``bins`` and is folded into the last bin, as ``histc`` and numpy do.
 
@@ -147,9 +196,12 @@ def _cpu_counts(flat: torch.Tensor, lo: float, hi: float, bins: int, scratch: _S
     scale = bins / (hi - lo)
     width = bins + 1
     total = torch.zeros(width, dtype=torch.int64)
-    for start in range(0, flat.numel(), scratch.chunk):
+    partials = torch.empty(-(-flat.numel() // scratch.chunk), 2)
+    for k, start in enumerate(range(0, flat.numel(), scratch.chunk)):
         part = flat[start:start + scratch.chunk]
         n = part.numel()
+        torch.sum(part, dim=0, out=partials[k, 0])
+        torch.dot(part, part, out=partials[k, 1])
         indices = _bin_indices(part, lo, scale, scratch.indices[:n], scratch.values[:n])
         half = n // 2 if scratch.paired else 0
         if half:
@@ -160,7 +212,7 @@ def _cpu_counts(flat: torch.Tensor, lo: float, hi: float, bins: int, scratch: _S
     if scratch.paired and flat.numel() > 1:
         table = torch.bincount(scratch.pairs[:flat.numel() // 2], minlength=width * width).view(width, width)
         total += table.sum(0) + table.sum(1)
-    return _fold(total, bins)
+    return _fold(total, bins), partials.double().sum(0).float()
 
 
 def _to_host(rows: list[torch.Tensor]) -> list[list[float]]:

@@ -14,12 +14,15 @@ if TYPE_CHECKING:
 
 HPARAMS_RUN = "hparams"  # tensorboardX writes hparams as a sub-run of the test's run
 FINAL_LOSS_TAG = "hparam/final_loss"
+# Events a sink holds before handing them to the writer; a test's writer queues as many before
+# a write waits for the writer's thread.
+MAX_PENDING_EVENTS = 100
 
 
 def open_writer(artifacts: ArtifactDir) -> SummaryWriter:
     """A ``SummaryWriter`` logging into the test's TensorBoard run folder."""
     artifacts.tensorboard_dir.mkdir(parents=True, exist_ok=True)
-    return _writer_class()(logdir=str(artifacts.tensorboard_dir), flush_secs=5)
+    return _writer_class()(logdir=str(artifacts.tensorboard_dir), flush_secs=5, max_queue=MAX_PENDING_EVENTS)
 
 
 @functools.lru_cache(maxsize=1)
@@ -61,15 +64,17 @@ class TensorBoardSink:
         self.hparams = dict(hparams or {})
         self._last_loss: float | None = None
         self._first_lr: float | None = None
-        self._pending: list[Any] = []  # histogram values of ``_pending_step``, not yet written
-        self._pending_step = 0
+        self._pending: list[tuple[int, list[Any]]] = []  # events not yet written: (step, summary values)
+        self._histogram_step: int | None = None  # the step of the last pending event, when it holds histograms
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
         from tensorboardX.proto.summary_pb2 import Summary
 
-        self._write_histograms()
         # What add_scalar writes, without its per-value numpy round trip.
-        self._write(step, [Summary.Value(tag=tag, simple_value=float(value)) for tag, value in values.items()])
+        self._pending.append((step, [Summary.Value(tag=tag, simple_value=float(value)) for tag, value in values.items()]))
+        self._histogram_step = None
+        if len(self._pending) >= MAX_PENDING_EVENTS:
+            self._write_pending()
         if "train/loss" in values:
             self._last_loss = float(values["train/loss"])
         if "train/lr" in values and self._first_lr is None:
@@ -80,18 +85,18 @@ class TensorBoardSink:
 
         if hist.num == 0:
             return  # TensorBoard cannot show an empty histogram
-        if self._pending and step != self._pending_step:
-            self._write_histograms()
+        if step != self._histogram_step:
+            self._pending.append((step, []))
+            self._histogram_step = step
         summary = histogram_raw(
             tag, min=hist.min, max=hist.max, num=hist.num, sum=hist.sum, sum_squares=hist.sum_squares,
             bucket_limits=list(hist.edges[1:]),  # TensorBoard takes each bucket's right edge
             bucket_counts=list(hist.counts),
         )
-        self._pending.extend(summary.value)
-        self._pending_step = step
+        self._pending[-1][1].extend(summary.value)
 
     def image_grid(self, step: int, tag: str, grid: torch.Tensor) -> None:
-        self._write_histograms()
+        self._write_pending()
         self.writer.add_image(tag, grid, global_step=step, dataformats="CHW")
 
     def heatmap(self, step: int, tag: str, matrix: torch.Tensor) -> None:
@@ -101,18 +106,18 @@ class TensorBoardSink:
                   images: torch.Tensor | None) -> None:
         """TensorBoard's projector: ``<step>/<tag>/`` with ``tensors.tsv``, ``metadata.tsv`` (the
         labels) and ``sprite.png`` (the images), listed in the run's ``projector_config.pbtxt``."""
-        self._write_histograms()
+        self._write_pending()
         self.writer.add_embedding(
             features, metadata=None if labels is None else [str(v) for v in labels], label_img=images,
             global_step=step, tag=tag,
         )
 
     def text(self, tag: str, text: str) -> None:
-        self._write_histograms()
+        self._write_pending()
         self.writer.add_text(tag, text)
 
     def close(self) -> None:
-        self._write_histograms()
+        self._write_pending()
         if self.hparams and self._last_loss is not None:
             hparams = dict(self.hparams)
             if self._first_lr is not None:
@@ -120,15 +125,17 @@ class TensorBoardSink:
             self.writer.add_hparams(hparams, {FINAL_LOSS_TAG: self._last_loss}, name=HPARAMS_RUN)
         self.writer.flush()
 
-    # Every event travels through tensorboardX's bounded queue and writer thread (pickled, read
-    # back, checksummed): one event per step holding all its values costs a fraction of one event
-    # per value, which is what add_scalar and add_histogram_raw write.
-    def _write(self, step: int, values: list[Any]) -> None:
+    # Every event travels through tensorboardX's queue and writer thread (pickled, read back,
+    # checksummed): one event per step holding all its values costs a fraction of one event per
+    # value, which is what add_scalar and add_histogram_raw write. Events are handed over in
+    # batches (before any other write, at close, or when MAX_PENDING_EVENTS are held): the
+    # writer's thread then wakes once per batch, not once per training step.
+    def _write_pending(self) -> None:
         from tensorboardX.proto.summary_pb2 import Summary
 
-        if values:
-            self.writer._get_file_writer().add_summary(Summary(value=values), global_step=step)
-
-    def _write_histograms(self) -> None:
         pending, self._pending = self._pending, []
-        self._write(self._pending_step, pending)
+        self._histogram_step = None
+        file_writer = self.writer._get_file_writer()
+        for step, values in pending:
+            if values:
+                file_writer.add_summary(Summary(value=values), global_step=step)

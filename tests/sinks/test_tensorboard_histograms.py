@@ -59,6 +59,43 @@ def test_cpu_binning_counts_what_histc_counts(monkeypatch: pytest.MonkeyPatch, b
         assert sum(hist.counts) == t.numel()
 
 
+@pytest.mark.parametrize("batched", [0, 1 << 20], ids=["chunked", "batched"])
+def test_moments_of_binned_chunks_match_numpy(monkeypatch: pytest.MonkeyPatch, batched: int) -> None:
+    """Chunked tensors take their sums chunk by chunk as they are binned; the numbers are the same."""
+    from pytest_modelviz.sinks import histograms
+
+    g = torch.Generator().manual_seed(2)
+    tensors = [torch.randn(10_001, generator=g) * 3 + 1, torch.rand(5, generator=g), torch.full((2_000,), 0.5)]
+    monkeypatch.setattr(histograms, "_CHUNK", 1000)
+    monkeypatch.setattr(histograms, "_BATCHED", batched)
+    for t, hist in zip(tensors, device_histograms(tensors, bins=8)):
+        values = t.numpy().astype(np.float64)
+        assert (hist.min, hist.max, hist.num) == (values.min(), values.max(), values.size)
+        assert hist.sum == pytest.approx(values.sum(), rel=1e-6)
+        assert hist.sum_squares == pytest.approx((values**2).sum(), rel=1e-6)
+
+
+def test_the_callers_thread_count_is_kept() -> None:
+    """Histograms bin on one CPU thread (steady under load) and leave torch's setting as it was."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+
+        class Probe(torch.Tensor):  # records the thread count while the histogram reads it
+            @classmethod
+            def __torch_function__(cls, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN206
+                seen.append(torch.get_num_threads())
+                return super().__torch_function__(func, types, args, kwargs or {})
+
+        [hist] = device_histograms([torch.arange(6.0).as_subclass(Probe)], bins=3)
+        assert hist.counts == [2.0, 2.0, 2.0]
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_range_too_narrow_for_float32_indices_still_bins() -> None:
     values = torch.tensor([1e-38, 1.5e-38, 2e-38])
     [hist] = device_histograms([values], bins=4)

@@ -72,3 +72,12 @@ def missing_extra(module: str, extra: str, needed_by: str | None = None,
 
 class SnapshotStoreError(ModelvizError):
     """syrupy could not read or write a snapshot for a reason other than a difference (a full disk)."""
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)`` on every supported Python: 3.10 has no ``add_note``, but pytest and
+    the ``exceptiongroup`` backport show a ``__notes__`` list there too (PEP 678)."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from pytest_modelviz.errors import TrainingError
+from pytest_modelviz.errors import TrainingError, add_note
 from pytest_modelviz.module_tree import FIX_HINT, module_cycle
 from pytest_modelviz.train import optim as optim_
 from pytest_modelviz.train.data import BatchStream
@@ -151,15 +151,15 @@ def _close_after_failure(sinks: Sequence[MetricSink], failure: BaseException) ->
         try:
             sink.close()
         except Exception as exc:  # noqa: BLE001 - attached to the failure that propagates
-            failure.add_note(f"modelviz: closing {type(sink).__name__} failed too: {type(exc).__name__}: {exc}")
+            add_note(failure, f"modelviz: closing {type(sink).__name__} failed too: {type(exc).__name__}: {exc}")
 
 
 def _end_after_failure(on_end: Callable[[TrainResult], None], partial: TrainResult, failure: BaseException) -> None:
     try:
         on_end(partial)
     except Exception as exc:  # noqa: BLE001 - attached to the failure that propagates
-        failure.add_note(
-            f"modelviz: keeping what ran before the failure failed too: {type(exc).__name__}: {exc}"
+        add_note(
+            failure, f"modelviz: keeping what ran before the failure failed too: {type(exc).__name__}: {exc}"
         )
 
 

@@ -8,29 +8,9 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator as ea
 
 from modelviz_testing import run_dir_of
-from user_runs import folder_of, read_records
+from user_runs import USER_PRELUDE, folder_of, read_records
 
-USER_TESTS = """
-import pytest
-import torch
-from torch import nn
-from torch.nn import functional as F
-
-
-def make_model():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-
-
-def make_data():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(32, 4, generator=g)
-    return x, (x[:, 0] > 0).long()
-
-
-def sgd(params):
-    return torch.optim.SGD(params, lr=0.5)
-
+USER_TESTS = "\nimport pytest\n" + USER_PRELUDE + """
 
 def test_trains(short_train, modelviz_device):
     result = short_train(make_model(), make_data(), loss_fn=F.cross_entropy, optimizer=sgd, steps=12)

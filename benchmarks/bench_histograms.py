@@ -31,8 +31,8 @@ import torch
 from tensorboardX import SummaryWriter
 from torchvision.models import resnet50
 
-from pytest_modelviz.sinks.histograms import device_histograms
-from pytest_modelviz.sinks.tensorboard import TensorBoardSink
+from pytest_modelviz.params.histograms import device_histograms
+from pytest_modelviz.tensorboard.sink import TensorBoardSink
 
 GOAL = 5.0
 

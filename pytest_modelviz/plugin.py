@@ -121,7 +121,7 @@ def modelviz_device(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def tb_writer(modelviz_artifacts: ArtifactDir) -> Generator[SummaryWriter, None, None]:
     """A tensorboardX ``SummaryWriter`` whose log dir is this test's TensorBoard run."""
-    from pytest_modelviz.sinks.tensorboard import open_writer
+    from pytest_modelviz.tensorboard.sink import open_writer
 
     writer = open_writer(modelviz_artifacts)
     try:

@@ -112,6 +112,6 @@ def _draw_all(out: RenderOutcome, renderer: gv.Renderer) -> None:
 
 
 def _write_tensorboard_graph(graph: ArchitectureGraph, artifacts: ArtifactDir) -> Path:
-    from pytest_modelviz.render.tensorboard_graph import to_graph_def, write_graph_event
+    from pytest_modelviz.tensorboard.graph import to_graph_def, write_graph_event
 
     return write_graph_event(to_graph_def(graph), artifacts.tensorboard_dir)

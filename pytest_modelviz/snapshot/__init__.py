@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 _LAZY = {
     "ArchitectureExtension": "pytest_modelviz.snapshot.extension",
     "ParamStatsExtension": "pytest_modelviz.snapshot.params",
-    "compute_stats": "pytest_modelviz.graph.stats",
+    "compute_stats": "pytest_modelviz.params.stats",
 }
 
 __all__ = list(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pytest_modelviz.graph.stats import compute_stats
+    from pytest_modelviz.params.stats import compute_stats
     from pytest_modelviz.snapshot.extension import ArchitectureExtension
     from pytest_modelviz.snapshot.params import ParamStatsExtension
 

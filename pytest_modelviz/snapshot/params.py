@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 import pytest
 
 from pytest_modelviz.errors import ModelvizUsageError, SnapshotFormatError
-from pytest_modelviz.graph.stats import ParamStats, Tolerance, ToleranceSpec, compare_stats, compute_stats
+from pytest_modelviz.params.stats import ParamStats, Tolerance, ToleranceSpec, compare_stats, compute_stats
 from pytest_modelviz.render.outcome import LITERAL_TEXT, RenderOutcome
 from pytest_modelviz.snapshot.extension import TextSnapshotExtension, check_snapshot, display_path
 from pytest_modelviz.snapshot.files import PARAMS_EXTENSION, StoredText

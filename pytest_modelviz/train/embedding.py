@@ -19,7 +19,7 @@ from pytest_modelviz.train.state import restore_training_flags, training_flags
 if TYPE_CHECKING:
     import torch
 
-    from pytest_modelviz.sinks.base import MetricSink
+    from pytest_modelviz.sink import MetricSink
 
 EMBEDDING_ROWS = 1024  # rows of the first batch projected
 THUMBNAIL_MAX = 64  # pixels a side of a label image: 1024 of them stay within TensorBoard's sprite limit

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import pytest
 
     from pytest_modelviz.session import ModelvizSession
-    from pytest_modelviz.sinks.base import MetricSink
+    from pytest_modelviz.sink import MetricSink
     from pytest_modelviz.train.result import TrainResult
 
 CURVES_FILE = "curves.png"
@@ -51,12 +51,12 @@ def bind_short_train(
 
 
 def _test_sinks(request: pytest.FixtureRequest, label: str, seed: int) -> list[MetricSink]:
-    from pytest_modelviz.sinks.tensorboard import TensorBoardSink
+    from pytest_modelviz.tensorboard.sink import TensorBoardSink
 
     # The test's own tb_writer, so what the test logs and what training logs share one run.
     out: list[MetricSink] = [TensorBoardSink(request.getfixturevalue("tb_writer"), hparams={"model": label, "seed": seed})]
     if importlib.util.find_spec("visdom") is not None:  # visdom is an extra
-        from pytest_modelviz.sinks.visdom import FLUSH_SECS, VisdomSink
+        from pytest_modelviz.visdom.sink import FLUSH_SECS, VisdomSink
 
         # Buffered: a step costs no visdom event; the loop closes its sinks, which sends the rest.
         out.append(VisdomSink(request.getfixturevalue("visdom_client"), flush_secs=FLUSH_SECS))

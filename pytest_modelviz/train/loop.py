@@ -25,7 +25,7 @@ from pytest_modelviz.train.step import autocast_context, forward_loss, output_te
 if TYPE_CHECKING:
     import torch
 
-    from pytest_modelviz.sinks.base import MetricSink
+    from pytest_modelviz.sink import MetricSink
 
 DEFAULT_STEPS = 20
 DEFAULT_LOG_EVERY = 10
@@ -82,7 +82,7 @@ def short_train(
     dev = torch.device(resolve_device(None if device is None else str(device)))
     sinks = list(sinks)
     if writer is not None:
-        from pytest_modelviz.sinks.tensorboard import TensorBoardSink
+        from pytest_modelviz.tensorboard.sink import TensorBoardSink
 
         sinks.append(TensorBoardSink(writer))
     autocast_ctx = autocast_context(autocast, dev)
@@ -281,7 +281,7 @@ class _Run:
         return True
 
     def _log_weights(self, step: int, present: list[int]) -> None:
-        from pytest_modelviz.sinks.histograms import device_histograms
+        from pytest_modelviz.params.histograms import device_histograms
 
         names = [n for n, _ in self.named]
         tensors = [p.detach() for p in self.params] + [self.params[i].grad for i in present]

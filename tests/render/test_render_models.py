@@ -18,7 +18,7 @@ from pytest_modelviz.artifacts import ArtifactDir  # noqa: E402
 from pytest_modelviz.graph.capture import capture  # noqa: E402
 from pytest_modelviz.render import render_graph_artifacts  # noqa: E402
 from pytest_modelviz.render.dot import to_dot  # noqa: E402
-from pytest_modelviz.render.tensorboard_graph import tb_names, to_graph_def, write_graph_event  # noqa: E402
+from pytest_modelviz.tensorboard.graph import tb_names, to_graph_def, write_graph_event  # noqa: E402
 
 PURE = Path(sys.executable).parent / gv.PURE_NAME
 

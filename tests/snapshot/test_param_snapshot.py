@@ -250,7 +250,7 @@ def test_artifacts_and_record_with_modelviz(pytester: pytest.Pytester) -> None:
 
 
 def test_histogram_plot_is_byte_reproducible(tmp_path: Path) -> None:
-    from pytest_modelviz.graph.stats import compute_stats
+    from pytest_modelviz.params.stats import compute_stats
     from pytest_modelviz.snapshot.params import _plot_histograms
 
     torch.manual_seed(0)

@@ -11,7 +11,7 @@ from train_models import SmallCNN, WithUnusedLayer, batches, bn_mlp, ce, images,
 
 from pytest_modelviz import short_train
 from pytest_modelviz.errors import TrainingError
-from pytest_modelviz.sinks.base import Histogram, MetricSink
+from pytest_modelviz.sink import Histogram, MetricSink
 
 
 class Recorder:

@@ -13,13 +13,13 @@ import pytest
 pytest.importorskip("visdom")
 
 from pytest_modelviz.artifacts import read_records  # noqa: E402
-from pytest_modelviz.sinks.visdom import window_id  # noqa: E402
+from pytest_modelviz.visdom.sink import window_id  # noqa: E402
 from pytest_modelviz.visdom.client import env_name  # noqa: E402
 from visdom_testing import *  # noqa: E402,F401,F403  (the test server and its fixtures)
 
 USER_TEST = """
 import pytest
-from pytest_modelviz.sinks.visdom import VisdomSink
+from pytest_modelviz.visdom.sink import VisdomSink
 
 def test_logs(visdom_client):
     sink = VisdomSink(visdom_client)
@@ -103,7 +103,7 @@ def test_an_unreachable_server_warns_once_and_logs_offline(pytester: pytest.Pyte
 SERVER_MODE_TEST = """
 import json, os
 import psutil
-from pytest_modelviz.sinks.visdom import VisdomSink
+from pytest_modelviz.visdom.sink import VisdomSink
 
 def test_logs(visdom_client, modelviz_artifacts):
     sink = VisdomSink(visdom_client)

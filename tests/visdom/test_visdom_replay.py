@@ -13,8 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pytest_modelviz.errors import ModelvizUsageError  # noqa: E402
-from pytest_modelviz.sinks.base import Histogram  # noqa: E402
-from pytest_modelviz.sinks.visdom import VisdomSink, window_id  # noqa: E402
+from pytest_modelviz.sink import Histogram  # noqa: E402
+from pytest_modelviz.visdom.sink import VisdomSink, window_id  # noqa: E402
 from pytest_modelviz.visdom.client import open_client, parse_url  # noqa: E402
 from pytest_modelviz.visdom.envfile import fetch_env, rebuild_env  # noqa: E402
 from pytest_modelviz.visdom.replay import main, read_log, replay, replay_command  # noqa: E402

@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("visdom")
 
 from pytest_modelviz.errors import SinkError  # noqa: E402
-from pytest_modelviz.sinks.visdom import VisdomSink, window_id  # noqa: E402
+from pytest_modelviz.visdom.sink import VisdomSink, window_id  # noqa: E402
 from pytest_modelviz.visdom.client import open_client  # noqa: E402
 from pytest_modelviz.visdom.server import start_server  # noqa: E402
 from visdom_testing import *  # noqa: E402,F401,F403  (the test server and its fixtures)

@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pytest_modelviz.sinks.base import Histogram, MetricSink  # noqa: E402
-from pytest_modelviz.sinks.visdom import VisdomSink, window_id  # noqa: E402
+from pytest_modelviz.sink import Histogram, MetricSink  # noqa: E402
+from pytest_modelviz.visdom.sink import VisdomSink, window_id  # noqa: E402
 from visdom_testing import *  # noqa: E402,F401,F403  (the test server and its fixtures)
 
 

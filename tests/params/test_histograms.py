@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_modelviz.sinks.histograms import device_histograms
+from pytest_modelviz.params.histograms import device_histograms
 
 
 def test_counts_edges_and_moments_match_numpy() -> None:
@@ -43,7 +43,7 @@ def test_bad_bins() -> None:
 @pytest.mark.parametrize("bins", [32, 200])  # 200: too many bins to count pairs of int16 indices
 @pytest.mark.parametrize("batched", [0, 1 << 20], ids=["chunked", "batched"])
 def test_cpu_binning_counts_what_histc_counts(monkeypatch: pytest.MonkeyPatch, batched: int, bins: int) -> None:
-    from pytest_modelviz.sinks import histograms
+    from pytest_modelviz.params import histograms
 
     g = torch.Generator().manual_seed(1)
     # Across chunks (the last one odd), with the maximum in the last bin and values on bin edges.
@@ -62,7 +62,7 @@ def test_cpu_binning_counts_what_histc_counts(monkeypatch: pytest.MonkeyPatch, b
 @pytest.mark.parametrize("batched", [0, 1 << 20], ids=["chunked", "batched"])
 def test_moments_of_binned_chunks_match_numpy(monkeypatch: pytest.MonkeyPatch, batched: int) -> None:
     """Chunked tensors take their sums chunk by chunk as they are binned; the numbers are the same."""
-    from pytest_modelviz.sinks import histograms
+    from pytest_modelviz.params import histograms
 
     g = torch.Generator().manual_seed(2)
     tensors = [torch.randn(10_001, generator=g) * 3 + 1, torch.rand(5, generator=g), torch.full((2_000,), 0.5)]

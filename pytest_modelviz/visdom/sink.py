@@ -15,7 +15,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from pytest_modelviz.sinks.base import Histogram
+from pytest_modelviz.sink import Histogram
 
 if TYPE_CHECKING:
     import numpy as np

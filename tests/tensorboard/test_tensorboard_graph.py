@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
-from render_graphs import awkward_graph, conv_net_graph
 
-from pytest_modelviz.render.tensorboard_graph import tb_names, to_graph_def, write_graph_event
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "render"))
+from render_graphs import awkward_graph, conv_net_graph  # noqa: E402
+
+from pytest_modelviz.tensorboard.graph import tb_names, to_graph_def, write_graph_event  # noqa: E402
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Iterator, Sequence
 
-from pytest_modelviz.sinks.base import Histogram
+from pytest_modelviz.sink import Histogram
 
 if TYPE_CHECKING:
     import torch

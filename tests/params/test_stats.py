@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from pytest_modelviz.errors import ModelvizUsageError, SnapshotFormatError
-from pytest_modelviz.graph import stats as stats_mod
-from pytest_modelviz.graph.stats import (
+from pytest_modelviz.params import stats as stats_mod
+from pytest_modelviz.params.stats import (
     QUANTILES,
     ParamStats,
     Tolerance,
@@ -126,7 +126,7 @@ def test_text_is_identical_across_processes_and_hash_seeds() -> None:
         return nn.ModuleDict({"b": nn.Linear(4, 4), "a": nn.Conv2d(2, 3, 3), "c": nn.LayerNorm(4)})
 
     code = (
-        "import sys, torch; from torch import nn; from pytest_modelviz.graph.stats import compute_stats;"
+        "import sys, torch; from torch import nn; from pytest_modelviz.params.stats import compute_stats;"
         "torch.manual_seed(0);"
         "m = nn.ModuleDict({'b': nn.Linear(4, 4), 'a': nn.Conv2d(2, 3, 3), 'c': nn.LayerNorm(4)});"
         "sys.stdout.write(compute_stats(m).to_text())"

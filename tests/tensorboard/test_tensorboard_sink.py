@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 from train_models import SmallCNN, blobs, ce, images, mlp, sgd  # noqa: E402
 
 from pytest_modelviz import short_train  # noqa: E402
-from pytest_modelviz.sinks.base import Histogram  # noqa: E402
-from pytest_modelviz.sinks.tensorboard import TensorBoardSink  # noqa: E402
+from pytest_modelviz.sink import Histogram  # noqa: E402
+from pytest_modelviz.tensorboard.sink import TensorBoardSink  # noqa: E402
 
 KEEP_ALL = {ea.SCALARS: 0, ea.HISTOGRAMS: 0, ea.IMAGES: 0, ea.TENSORS: 0, ea.COMPRESSED_HISTOGRAMS: 0}
 
@@ -129,7 +129,7 @@ def test_tb_writer_flush_leaves_every_event_readable(tmp_path) -> None:  # noqa:
     from tensorboard.backend.event_processing import event_accumulator as ea
 
     from pytest_modelviz.artifacts import ArtifactDir
-    from pytest_modelviz.sinks.tensorboard import open_writer
+    from pytest_modelviz.tensorboard.sink import open_writer
 
     art = ArtifactDir("t::flush", tmp_path / "t", persist=True)
     writer = open_writer(art)

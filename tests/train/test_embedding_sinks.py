@@ -21,8 +21,8 @@ from train_models import SmallCNN, ce, images, sgd  # noqa: E402
 from visdom_testing import *  # noqa: E402,F401,F403  (the test server and its fixtures)
 
 from pytest_modelviz import short_train  # noqa: E402
-from pytest_modelviz.sinks.tensorboard import TensorBoardSink  # noqa: E402
-from pytest_modelviz.sinks.visdom import VisdomSink, principal_components, window_id  # noqa: E402
+from pytest_modelviz.tensorboard.sink import TensorBoardSink  # noqa: E402
+from pytest_modelviz.visdom.sink import VisdomSink, principal_components, window_id  # noqa: E402
 
 
 def read_projector(logdir: Path) -> ProjectorConfig:

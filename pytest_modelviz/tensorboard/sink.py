@@ -6,7 +6,7 @@ import functools
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from pytest_modelviz.artifacts import ArtifactDir
-from pytest_modelviz.sinks.base import Histogram
+from pytest_modelviz.sink import Histogram
 
 if TYPE_CHECKING:
     import torch

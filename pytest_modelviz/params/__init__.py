@@ -1,0 +1,1 @@
+"""Parameter tensors: the statistics the parameter snapshots store, and on-device histograms for logging."""

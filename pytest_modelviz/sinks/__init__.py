@@ -1,1 +1,0 @@
-"""Where training metrics go (TensorBoard, visdom), behind one small interface."""

@@ -1,0 +1,1 @@
+"""TensorBoard: the training sink (scalars, histograms, images, projector) and the Graphs-tab event."""

@@ -8,22 +8,14 @@ nothing in it depends on the device, memory addresses or ATen op names.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from pytest_modelviz.errors import CaptureError
 from pytest_modelviz.graph.flops import function_macs, module_macs
-from pytest_modelviz.graph.naming import (
-    call_args,
-    iter_tensors,
-    module_args,
-    module_target,
-    op_name,
-    tensor_spec,
-)
 from pytest_modelviz.graph.model import (
     ArchitectureGraph,
     Node,
@@ -32,7 +24,11 @@ from pytest_modelviz.graph.model import (
     Totals,
     UnusedModule,
 )
+from pytest_modelviz.graph.naming import call_args, module_args, module_target, op_name, tensor_spec
+from pytest_modelviz.model_state import kept_model_state
 from pytest_modelviz.module_tree import FIX_HINT, module_cycle
+from pytest_modelviz.nested import iter_tensors, tensor_class, tensors
+from pytest_modelviz.unwrap import refuse_transformed, unwrap_model
 
 if TYPE_CHECKING:
     from torch import nn
@@ -363,23 +359,16 @@ class _Recorder:
 def _tensors(value: Any) -> list[Any]:
     """The tensors ``iter_tensors`` finds in ``value``, in its order; a tensor and a flat tuple of
     tensors, what nearly every call takes and returns, without its generators."""
-    Tensor = _tensor_class()
+    Tensor = tensor_class()
     if isinstance(value, Tensor):
         return [value]
     if type(value) is tuple and all(isinstance(v, Tensor) for v in value):
         return list(value)
-    return [t for _, t in iter_tensors(value)]
-
-
-@functools.lru_cache(maxsize=1)
-def _tensor_class() -> type:
-    import torch
-
-    return torch.Tensor  # looked up once: an import statement per call costs more than the call
+    return tensors(value)
 
 
 def _call_tensors(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
-    return _tensors(args) if not kwargs else [t for _, t in iter_tensors((args, kwargs))]
+    return _tensors(args) if not kwargs else tensors((args, kwargs))
 
 
 def _innermost_mode_getter() -> Callable[[], Any]:
@@ -427,7 +416,7 @@ def _check_inputs(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         kinds = ", ".join(type(v).__name__ for v in [*args, *kwargs.values()])
         raise CaptureError(
             f"no example input of {name} is a tensor (got {kinds}); pass torch tensors, e.g. "
-            "torch.randn(1, 3, 32, 32), possibly inside tuples, lists or dicts"
+            "torch.randn(1, 3, 32, 32), possibly inside tuples, lists, dicts or dataclasses"
         )
 
 
@@ -438,40 +427,18 @@ def _check_tree(model: nn.Module) -> None:
         raise CaptureError(f"cannot capture {name}: {cycle.describe(name)}. {FIX_HINT}.")
 
 
-class _SavedState:
-    """Buffers, RNG and train/eval flags, put back after the capture's forward pass."""
-
-    def __init__(self, modules: list[nn.Module], buffers: list[Any]) -> None:
-        import torch
-
-        self.modes = [(m, m.training) for m in modules]
-        self.buffers = [(b, b.detach().clone()) for b in buffers]
-        self.rng = torch.get_rng_state()
-        self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-
-    def restore(self) -> None:
-        import torch
-
-        with torch.no_grad():
-            for buffer, saved in self.buffers:
-                buffer.copy_(saved)
-        for module, training in self.modes:
-            if module.training != training:  # setting it goes through Module.__setattr__
-                module.training = training
-        torch.set_rng_state(self.rng)
-        if self.cuda_rng is not None:
-            torch.cuda.set_rng_state_all(self.cuda_rng)
-
-
 def capture(model: nn.Module, *example_args: Any, **example_kwargs: Any) -> ArchitectureGraph:
     """Run ``model(*example_args, **example_kwargs)`` once and record its architecture.
 
     Runs under ``torch.no_grad()``; the model's mode, buffers (BatchNorm statistics) and the RNG
-    are as before afterwards. Works on the meta device without allocating weights.
+    are as before afterwards. Works on the meta device without allocating weights. A model
+    wrapped by ``torch.compile`` or ``DataParallel`` is captured as the model inside, eagerly.
     """
     import torch
     from torch.overrides import TorchFunctionMode
 
+    model = unwrap_model(model)  # torch.compile, DataParallel: the model they run, never the wrapper
+    refuse_transformed(model, "capture")
     _check_inputs(model, example_args, example_kwargs)
     _check_tree(model)
     rec = _Recorder(model)
@@ -504,16 +471,16 @@ def capture(model: nn.Module, *example_args: Any, **example_kwargs: Any) -> Arch
         if id(module) in rec.names:
             handles.append(module.register_forward_pre_hook(rec.pre_hook, with_kwargs=True))
             handles.append(module.register_forward_hook(rec.post_hook, with_kwargs=True))
-    saved = _SavedState(rec.modules, list(rec.buffers.values()))
     try:
-        rec.add_inputs(example_args, example_kwargs)
-        with torch.no_grad():
-            rec.mode = _Ops().__enter__()
-            try:
-                output = model(*example_args, **example_kwargs)
-            finally:
-                rec.stop_mode()
-        rec.add_output(output)
+        with kept_model_state(model):
+            rec.add_inputs(example_args, example_kwargs)
+            with torch.no_grad():
+                rec.mode = _Ops().__enter__()
+                try:
+                    output = model(*example_args, **example_kwargs)
+                finally:
+                    rec.stop_mode()
+            rec.add_output(output)
     except CaptureError:
         raise
     except Exception as exc:
@@ -521,7 +488,6 @@ def capture(model: nn.Module, *example_args: Any, **example_kwargs: Any) -> Arch
     finally:
         for handle in handles:
             handle.remove()
-        saved.restore()
     return ArchitectureGraph(
         model_name=rec.model_name,
         training=model.training,

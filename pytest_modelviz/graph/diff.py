@@ -99,8 +99,9 @@ def diff_graphs(old: ArchitectureGraph, new: ArchitectureGraph) -> GraphDiff:
                 f"inputs from {', '.join(_parents_text(old, before)) or '(none)'} -> "
                 f"{', '.join(_parents_text(new, node)) or '(none)'}"
             )
-        if changes and all(c.startswith(("input [", "output [")) for c in changes):
+        if changes and node.kind != "input" and all(c.startswith(("input [", "output [")) for c in changes):
             reshaped.append(node.name)  # follows from a change upstream: one summary line
+            # (an input's shape is not downstream of anything: it is the change, on its own line)
         elif changes:
             layers.append(f"{node.name}: {'; '.join(changes)}")
     for node in old.nodes:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import inspect
 import re
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from pytest_modelviz.graph.model import TensorSpec
 
@@ -115,7 +116,7 @@ def _public_name(func: Any, name: str) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def module_target(cls: type) -> str:
     """``torch.nn.Conv2d`` for torch's layers, the bare class name for everything else.
 
@@ -323,7 +324,7 @@ def module_args(module: nn.Module) -> tuple[tuple[str, str], ...]:
     return tuple((k, v) for k, v in args if k not in _DROPPED_KEYS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _torch_layer_class(cls: type) -> type | None:
     """The nearest class in ``cls``'s MRO that torch defines (``nn.Conv2d`` for ``MyConv``)."""
     from torch import nn
@@ -336,7 +337,7 @@ def _torch_layer_class(cls: type) -> type | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _extra_repr_owner(cls: type) -> type | None:
     from torch import nn
 
@@ -407,7 +408,7 @@ _ABSENT = object()  # a constructor parameter the layer does not keep, or a tens
 _AFFINE = "affine"  # the extra value read for a ``bias`` parameter (see ``_redundant``)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _attribute_plan(cls: type) -> tuple[tuple[str, Any, bool, Callable[[Any], Any] | None], ...]:
     """``(name, default, positional, reader)`` per constructor parameter that describes a ``cls``
     layer, then ``(attribute, _ABSENT, False, None)`` per other attribute ``_redundant`` reads."""
@@ -515,20 +516,6 @@ def tensor_spec(t: torch.Tensor) -> TensorSpec:
     return spec
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dtype_name(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
-
-
-def iter_tensors(value: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:
-    """Every tensor in a nested tuple/list/dict/dataclass, with its path (``0.logits``)."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        yield path, value
-    elif isinstance(value, (tuple, list)):
-        for i, item in enumerate(value):
-            yield from iter_tensors(item, f"{path}.{i}" if path else str(i))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from iter_tensors(item, f"{path}.{key}" if path else str(key))

@@ -36,7 +36,15 @@ import re
 import unicodedata
 
 from pytest_modelviz.errors import SnapshotFormatError
-from pytest_modelviz.graph.model import ArchitectureGraph, Node, NodeKind, ParamSpec, TensorSpec, Totals, UnusedModule
+from pytest_modelviz.graph.model import (
+    ArchitectureGraph,
+    Node,
+    NodeKind,
+    ParamSpec,
+    TensorSpec,
+    Totals,
+    UnusedModule,
+)
 
 FORMAT_HEADER = "# modelviz architecture v1"
 SEP = "  "

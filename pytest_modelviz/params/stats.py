@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Union
+from typing import TYPE_CHECKING, Any
 
 from pytest_modelviz.errors import ModelvizUsageError, SnapshotFormatError
+from pytest_modelviz.unwrap import refuse_transformed, unwrap_model
 
 if TYPE_CHECKING:
     import torch
@@ -29,7 +31,7 @@ KINDS = ("param", "buffer")
 # torch.quantile refuses inputs above 2**24 elements; past that we select with kthvalue.
 _SORT_LIMIT = 2**24
 
-ToleranceSpec = Union[float, Mapping[str, float], None]
+ToleranceSpec = float | Mapping[str, float] | None
 
 
 # ---------------------------------------------------------------- records
@@ -97,6 +99,8 @@ def compute_stats(model: Any, *, bins: int = 16, buffers: bool = False) -> Param
     """Statistics of ``model.named_parameters()`` (tied weights once), then buffers if ``buffers``."""
     import torch
 
+    model = unwrap_model(model)  # the bare model's names, not ``_orig_mod.``/``module.`` ones
+    refuse_transformed(model, "parameter statistics")
     if not isinstance(model, torch.nn.Module):
         raise ModelvizUsageError(
             f"parameter statistics need a torch.nn.Module, got {type(model).__name__}; "
@@ -435,12 +439,16 @@ def _dims(shape: tuple[int, ...]) -> str:
 
 
 def _compare_tensor(s: TensorStats, a: TensorStats, levels: tuple[float, ...], tol: Tolerance) -> Iterator[str]:
-    exact = [("kind", s.kind, a.kind), ("shape", f"[{_dims(s.shape)}]", f"[{_dims(a.shape)}]"),
-             ("dtype", s.dtype, a.dtype), ("trainable", s.trainable, a.trainable),
+    reshaped = s.shape != a.shape
+    if reshaped:
+        yield f"{s.name}: shape [{_dims(s.shape)}] -> [{_dims(a.shape)}]"
+    exact = [("kind", s.kind, a.kind), ("dtype", s.dtype, a.dtype), ("trainable", s.trainable, a.trainable),
              ("count", s.count, a.count), ("nonfinite", s.nonfinite, a.nonfinite)]  # fmt: skip
-    for key, sv, av in exact:
+    for key, sv, av in exact[: 3 if reshaped else None]:
         if sv != av:
             yield f"{s.name} {key}: stored {sv}, actual {av}"
+    if reshaped:
+        return  # another tensor: its statistics all differ, and listing them would bury the cause
     rtol, atol = tol.for_tensor(s.name)
     numbers = [(m, getattr(s, m), getattr(a, m)) for m in MOMENTS]
     numbers += [(_quantile_label(q), sq, aq) for q, sq, aq in zip(levels, s.quantiles, a.quantiles)]

@@ -5,18 +5,20 @@ two runs of the same model give different files. The ids are renumbered here in 
 appearance, which depends only on the graph's structure.
 
 The forward runs on the model as it is (same train/eval mode, so the picture matches what
-training differentiates), inside a forked RNG so dropout does not shift the caller's random
-stream, and buffers (BatchNorm running statistics) are put back afterwards.
+training differentiates); ``kept_model_state`` puts the RNG streams (dropout), the buffers
+(BatchNorm running statistics) and the modes back afterwards.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 import warnings
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pytest_modelviz.errors import RenderError, RenderSkipped
+from pytest_modelviz.model_state import kept_model_state
+from pytest_modelviz.nested import tensors as nested_tensors
 
 if TYPE_CHECKING:
     import torch
@@ -41,12 +43,12 @@ def autograd_dot(model: torch.nn.Module, args: Sequence[Any] = (), kwargs: Mappi
             f"{name} has tensors on the meta device, which hold no values to run autograd on; "
             "the torchviz graph needs a model and example inputs with real storage"
         )
-    with _model_state_kept(model), torch.enable_grad():
+    with kept_model_state(model), torch.enable_grad():
         try:
             output = model(*args, **kwargs)
         except Exception as exc:  # the model's own error, reported with its type and message
             raise RenderError(f"forward of {name} failed while drawing its autograd graph: {exc!r}") from exc
-        tensors = tuple(t for t in _tensors(output) if t.grad_fn is not None)
+        tensors = tuple(t for t in nested_tensors(output) if t.grad_fn is not None)
         if not tensors:
             raise RenderSkipped(
                 f"no output of {name} has a grad_fn (nothing requires grad, or the forward "
@@ -76,40 +78,6 @@ def stable_ids(source: str) -> str:
     return "\n".join(_ID_LINE.sub(fix, line) for line in source.split("\n"))
 
 
-def _tensors(value: Any) -> Iterator[torch.Tensor]:
-    """Tensors in an output: a tensor, or (nested) tuples, lists, dicts and dataclass-like outputs."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from _tensors(item)
-    elif isinstance(value, (tuple, list)):
-        for item in value:
-            yield from _tensors(item)
-
-
 def _has_meta(model: torch.nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
-    tensors = [*model.parameters(), *model.buffers(), *_tensors(list(args)), *_tensors(kwargs)]
+    tensors = [*model.parameters(), *model.buffers(), *nested_tensors((args, kwargs))]
     return any(t.is_meta for t in tensors)
-
-
-@contextlib.contextmanager
-def _model_state_kept(model: torch.nn.Module) -> Iterator[None]:
-    """Run a block and put back what a forward can change: modes, buffers, the RNG streams."""
-    import torch
-
-    modes = [(m, m.training) for m in model.modules()]
-    with torch.no_grad():
-        buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    devices = sorted({t.device.index or 0 for t in [*model.parameters(), *model.buffers()] if t.is_cuda})
-    try:
-        with torch.random.fork_rng(devices=devices):
-            yield
-    finally:
-        with torch.no_grad():
-            for buf, saved in buffers:
-                buf.copy_(saved)
-        for module, training in modes:
-            module.training = training

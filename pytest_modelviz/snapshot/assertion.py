@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_modelviz.errors import ModelvizUsageError, SnapshotFormatError
+from pytest_modelviz.errors import SnapshotFormatError
 from pytest_modelviz.graph.model import ArchitectureGraph
 
 if TYPE_CHECKING:
@@ -40,22 +40,32 @@ class GraphSnapshot:
         self._artifacts = artifacts
         self._session = session
         self._assertion: SnapshotAssertion | None = None
-        self._labels: set[str] = set()
-        self._defaults: dict[str, int] = {}
 
     def __call__(
-        self, model: Any, *example_args: Any, name: str | None = None, **example_kwargs: Any
+        self,
+        model: Any,
+        *example_args: Any,
+        name: str | None = None,
+        detail: str = "full",
+        **example_kwargs: Any,
     ) -> ArchitectureGraph:
         """Capture ``model(*example_args, **example_kwargs)`` and assert it matches the snapshot.
 
         ``name`` labels the snapshot (default: the model's class name, ``-2``, ``-3``... when a
-        test snapshots several models of one class). Returns the captured graph.
+        test snapshots several models of one class); the same ``name`` twice in one test is a
+        ``ModelvizUsageError``. ``detail="modules"`` snapshots the layers without the functional
+        ops between them (see ``pytest_modelviz.graph.detail``). Returns the captured graph.
         """
         __tracebackhide__ = True
         from pytest_modelviz.graph.capture import capture
+        from pytest_modelviz.graph.detail import check_detail, with_detail
+        from pytest_modelviz.snapshot.labels import snapshot_label
+        from pytest_modelviz.unwrap import unwrap_model
 
-        graph = capture(model, *example_args, **example_kwargs)
-        label = self._label(name, graph.model_name)
+        model = unwrap_model(model)  # the renders too draw the model, not its torch.compile wrapper
+        check_detail(detail)  # before the forward: a typo fails at once
+        graph = with_detail(capture(model, *example_args, **example_kwargs), detail)
+        label = snapshot_label(self._request.node, self._snapshot, "graph_snapshot", name, graph.model_name)
         text = graph.to_text()
         result = self._compare(label, graph)
         failure: BaseException | None = None
@@ -102,24 +112,6 @@ class GraphSnapshot:
 
     # ------------------------------------------------------------ comparing
 
-    def _label(self, name: str | None, model_name: str) -> str:
-        if name is not None:
-            if not isinstance(name, str) or not name.strip():
-                raise ModelvizUsageError(f"graph_snapshot name must be a non-empty string, got {name!r}")
-            label = name.strip()
-            if label in self._labels:
-                raise ModelvizUsageError(
-                    f"graph_snapshot name {label!r} is used twice in this test; give each model its own name="
-                )
-        else:
-            count = self._defaults[model_name] = self._defaults.get(model_name, 0) + 1
-            label = model_name if count == 1 else f"{model_name}-{count}"
-            while label in self._labels:
-                count = self._defaults[model_name] = count + 1
-                label = f"{model_name}-{count}"
-        self._labels.add(label)
-        return label
-
     def _compare(self, label: str, graph: ArchitectureGraph) -> Comparison:
         from pytest_modelviz.snapshot.extension import ArchitectureExtension, check_snapshot
 
@@ -132,9 +124,15 @@ class GraphSnapshot:
 
     def _missing_message(self, result: Comparison) -> str:
         return (
-            f"Snapshot '{result.snapshot_name}' does not exist! ({_short(result.location)})\n"
+            f"Snapshot '{result.snapshot_name}' does not exist! ({self._shown(result.location)})\n"
             f"Run `pytest --snapshot-update {shlex.quote(self._request.node.nodeid)}` to create it."
         )
+
+    def _shown(self, location: str) -> str:
+        """Where a snapshot file is, as parameter snapshots say it too: relative to the rootdir."""
+        from pytest_modelviz.snapshot.extension import display_path
+
+        return display_path(location, self._request.config.rootpath)
 
     def _diff_message(self, result: Comparison, text: str) -> str:
         from pytest_modelviz.snapshot.extension import architecture_diff
@@ -216,7 +214,3 @@ class GraphSnapshot:
             )
             warnings.warn(RenderWarning(f"graph {label!r} {note}"), stacklevel=3)
 
-
-def _short(location: str) -> str:
-    path = Path(location)
-    return "/".join(path.parts[-3:])

@@ -15,9 +15,10 @@ and ``graph_snapshot`` is a thin fixture over the same classes (``check_snapshot
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from syrupy.exceptions import SnapshotDoesNotExist
 from syrupy.extensions.base import AbstractSyrupyExtension

@@ -13,8 +13,8 @@ Registered by the plugin on every run, so it imports only pytest and the standar
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
-from typing import Generator
 
 import pytest
 

@@ -9,12 +9,15 @@ so logging them never changes what training does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ContextManager
+from typing import TYPE_CHECKING, Any
 
 from pytest_modelviz.errors import TrainingError
+from pytest_modelviz.model_state import kept_model_state
+from pytest_modelviz.nested import map_tensors, tensors
 from pytest_modelviz.train.data import Batch, call_model, describe, to_device
-from pytest_modelviz.train.state import restore_training_flags, training_flags
 
 if TYPE_CHECKING:
     import torch
@@ -57,7 +60,7 @@ class EmbeddingProbe:
     """Keeps the fixed batch and, when due, logs its features through every sink's ``embedding``."""
 
     def __init__(self, spec: EmbeddingSpec, model: torch.nn.Module, device: torch.device,
-                 autocast: Callable[[], ContextManager[Any]], steps: int) -> None:
+                 autocast: Callable[[], AbstractContextManager[Any]], steps: int) -> None:
         self.spec, self.model, self.device, self.autocast, self.steps = spec, model, device, autocast, steps
         self.inputs: Any = None
         self.labels: list[int] | None = None
@@ -86,17 +89,14 @@ class EmbeddingProbe:
 
         captured: dict[str, Any] = {}
         handles = self._hooks(captured)
-        flags = training_flags(self.model)
-        devices = [self.device] if self.device.type == "cuda" else []
         try:
-            self.model.eval()
-            with torch.random.fork_rng(devices=devices, device_type="cuda" if devices else "cpu"):
+            with kept_model_state(self.model):
+                self.model.eval()
                 with torch.no_grad(), self.autocast():
                     call_model(self.model, self.inputs)
         finally:
             for handle in handles:
                 handle.remove()
-            restore_training_flags(self.model, flags)
         name, value = captured.get("name"), captured.get("value")
         if name is None:
             what = f"module {self.spec.module!r} was not" if self.spec.module else "no layer with parameters was"
@@ -144,42 +144,16 @@ def _matrix(value: Any, rows: int | None, tag: str, step: int) -> torch.Tensor:
 
 
 def _first_float_tensor(value: Any) -> torch.Tensor | None:
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return value if value.is_floating_point() else None
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, (tuple, list)) else ()
-    for item in items:
-        found = _first_float_tensor(item)
-        if found is not None:
-            return found
-    return None
+    return next((t for t in tensors(value) if t.is_floating_point()), None)
 
 
 def _rows(obj: Any) -> int | None:
-    """The batch size: the first dimension of the first tensor in ``obj``."""
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        return obj.shape[0] if obj.dim() else None
-    items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (tuple, list)) else ()
-    for item in items:
-        found = _rows(item)
-        if found is not None:
-            return found
-    return None
+    """The batch size: the first dimension of the first tensor in ``obj`` that has one."""
+    return next((t.shape[0] for t in tensors(obj) if t.dim()), None)
 
 
 def _head(obj: Any, n: int) -> Any:
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        return obj[:n] if obj.dim() else obj
-    if isinstance(obj, dict):
-        return {k: _head(v, n) for k, v in obj.items()}
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_head(v, n) for v in obj)
-    return obj
+    return map_tensors(obj, lambda t: t[:n] if t.dim() else t)
 
 
 def _labels(targets: Any, n: int) -> list[int] | None:

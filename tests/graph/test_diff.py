@@ -78,7 +78,7 @@ def test_layer_lines_are_capped_unless_asked_for_all() -> None:
     diff = capture(Wide(4), torch.randn(1, 4)).diff(capture(Wide(5), torch.randn(1, 5)))
     assert len(diff.lines(limit=None)) > 80
     capped = diff.lines(limit=10)
-    assert "... 71 more changed layers" in capped
+    assert "... 72 more changed layers" in capped  # input.x, 80 layers and the downstream line
     assert len(capped) == 10 + 1 + len(diff.model) + len(diff.totals)
 
 
@@ -91,3 +91,13 @@ def test_raw_diff_is_a_capped_unified_diff() -> None:
     assert any(line.startswith("+4  conv2") for line in full)
     capped = raw_diff(old, new, limit=5)
     assert len(capped) == 6 and capped[-1].startswith(f"... {len(full) - 5} more diff lines")
+
+
+def test_a_new_input_shape_is_its_own_line_not_downstream() -> None:
+    old = capture(ConvNet(), X)
+    new = capture(ConvNet(), torch.randn(2, 1, 28, 28))
+    lines = old.diff(new).lines()
+    assert "input.x: output [1, 1, 28, 28] float32 -> [2, 1, 28, 28] float32" in lines
+    [downstream] = [line for line in lines if line.startswith("shapes changed downstream:")]
+    assert "input" not in downstream
+    assert downstream.startswith("shapes changed downstream: conv1, relu, max_pool2d, conv2")

@@ -12,12 +12,13 @@ from pytest_modelviz.params.histograms import device_histograms
 def test_counts_edges_and_moments_match_numpy() -> None:
     g = torch.Generator().manual_seed(0)
     tensors = [torch.randn(50, 7, generator=g), torch.rand(300, generator=g) * 5 - 1, torch.arange(10.0)]
-    for t, hist in zip(tensors, device_histograms(tensors, bins=16)):
+    for t, hist in zip(tensors, device_histograms(tensors, bins=16), strict=True):
         values = t.numpy().ravel().astype(np.float64)
         counts, edges = np.histogram(values, bins=16, range=(values.min(), values.max()))
         assert hist.edges == pytest.approx(edges.tolist())
         assert hist.counts == counts.tolist()
-        assert (hist.min, hist.max, hist.num) == (pytest.approx(values.min()), pytest.approx(values.max()), values.size)
+        assert (hist.min, hist.max) == (pytest.approx(values.min()), pytest.approx(values.max()))
+        assert hist.num == values.size
         assert hist.sum == pytest.approx(values.sum(), rel=1e-5)
         assert hist.sum_squares == pytest.approx((values**2).sum(), rel=1e-5)
 
@@ -42,7 +43,9 @@ def test_bad_bins() -> None:
 
 @pytest.mark.parametrize("bins", [32, 200])  # 200: too many bins to count pairs of int16 indices
 @pytest.mark.parametrize("batched", [0, 1 << 20], ids=["chunked", "batched"])
-def test_cpu_binning_counts_what_histc_counts(monkeypatch: pytest.MonkeyPatch, batched: int, bins: int) -> None:
+def test_cpu_binning_counts_what_histc_counts(
+    monkeypatch: pytest.MonkeyPatch, batched: int, bins: int
+) -> None:
     from pytest_modelviz.params import histograms
 
     g = torch.Generator().manual_seed(1)
@@ -52,7 +55,7 @@ def test_cpu_binning_counts_what_histc_counts(monkeypatch: pytest.MonkeyPatch, b
     monkeypatch.setattr(histograms, "_CHUNK", 999)  # odd: chunks are rounded up to even
     monkeypatch.setattr(histograms, "_BATCHED", batched)
     monkeypatch.setattr(histograms, "_BATCHED_TABLE", 2 * (bins + 1))  # two tensors a bincount
-    for t, hist in zip([values, *others], device_histograms([values, *others], bins=bins)):
+    for t, hist in zip([values, *others], device_histograms([values, *others], bins=bins), strict=True):
         lo, hi = t.min().item(), t.max().item()
         lo, hi = (lo - 1, hi + 1) if lo == hi else (lo, hi)
         assert hist.counts == torch.histc(t, bins=bins, min=lo, max=hi).tolist()
@@ -65,10 +68,11 @@ def test_moments_of_binned_chunks_match_numpy(monkeypatch: pytest.MonkeyPatch, b
     from pytest_modelviz.params import histograms
 
     g = torch.Generator().manual_seed(2)
-    tensors = [torch.randn(10_001, generator=g) * 3 + 1, torch.rand(5, generator=g), torch.full((2_000,), 0.5)]
+    tensors = [torch.randn(10_001, generator=g) * 3 + 1, torch.rand(5, generator=g),
+               torch.full((2_000,), 0.5)]
     monkeypatch.setattr(histograms, "_CHUNK", 1000)
     monkeypatch.setattr(histograms, "_BATCHED", batched)
-    for t, hist in zip(tensors, device_histograms(tensors, bins=8)):
+    for t, hist in zip(tensors, device_histograms(tensors, bins=8), strict=True):
         values = t.numpy().astype(np.float64)
         assert (hist.min, hist.max, hist.num) == (values.min(), values.max(), values.size)
         assert hist.sum == pytest.approx(values.sum(), rel=1e-6)

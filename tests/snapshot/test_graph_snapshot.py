@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch  # noqa: F401 - imported once here, so in-process pytester runs do not re-import it
-
 from modelviz_testing import run_dir_of
 
 MODEL = """

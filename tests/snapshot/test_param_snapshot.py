@@ -6,15 +6,14 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 # In-process pytester runs drop modules first imported during the run; torch's and matplotlib's
 # C extensions cannot be imported twice, so they are loaded here, once, before any run.
 import matplotlib.figure  # noqa: F401
+import pytest
 import torch  # noqa: F401
+from modelviz_testing import run_dir_of
 
 import pytest_modelviz.snapshot.params  # noqa: F401
-from modelviz_testing import run_dir_of
 
 CONFTEST = """
 import pytest

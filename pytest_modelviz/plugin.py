@@ -6,8 +6,8 @@ library and this package's light modules; each fixture imports its implementatio
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generator
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,6 +19,10 @@ from pytest_modelviz.settings import add_options, load_settings
 
 if TYPE_CHECKING:
     from tensorboardX import SummaryWriter
+    from visdom import Visdom
+
+    from pytest_modelviz.snapshot.assertion import GraphSnapshot
+    from pytest_modelviz.train.options import ShortTrain
 
 _ARTIFACTS_KEY = pytest.StashKey[ArtifactDir]()
 
@@ -131,7 +135,9 @@ def tb_writer(modelviz_artifacts: ArtifactDir) -> Generator[SummaryWriter, None,
 
 
 @pytest.fixture
-def visdom_client(request: pytest.FixtureRequest, modelviz_artifacts: ArtifactDir) -> Generator[Any, None, None]:
+def visdom_client(
+    request: pytest.FixtureRequest, modelviz_artifacts: ArtifactDir
+) -> Generator[Visdom, None, None]:
     """A ``visdom.Visdom`` client whose env is named after this test."""
     _require_extra("visdom", extra="visdom", needed_by="the visdom_client fixture")
     from pytest_modelviz.visdom.fixture import visdom_client_for_test
@@ -140,7 +146,9 @@ def visdom_client(request: pytest.FixtureRequest, modelviz_artifacts: ArtifactDi
 
 
 @pytest.fixture
-def graph_snapshot(request: pytest.FixtureRequest, snapshot: Any, modelviz_artifacts: ArtifactDir) -> Any:
+def graph_snapshot(
+    request: pytest.FixtureRequest, snapshot: Any, modelviz_artifacts: ArtifactDir
+) -> GraphSnapshot:
     """Capture a model's architecture and assert it against the stored syrupy snapshot."""
     from pytest_modelviz.snapshot.assertion import GraphSnapshot
 
@@ -153,8 +161,11 @@ def graph_snapshot(request: pytest.FixtureRequest, snapshot: Any, modelviz_artif
 
 
 @pytest.fixture
-def short_train(request: pytest.FixtureRequest, modelviz_artifacts: ArtifactDir, modelviz_device: str) -> Any:
-    """``short_train(model, data, *, loss_fn, optimizer, steps, ...)`` bound to this test."""
+def short_train(
+    request: pytest.FixtureRequest, modelviz_artifacts: ArtifactDir, modelviz_device: str
+) -> ShortTrain:
+    """``short_train(model, data, *, loss_fn, optimizer, steps, ...)`` bound to this test
+    (type it as ``pytest_modelviz.ShortTrain``)."""
     from pytest_modelviz.train.fixture import bind_short_train
 
     return bind_short_train(request, get_session(request.config), modelviz_artifacts, modelviz_device)

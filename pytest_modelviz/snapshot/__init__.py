@@ -2,8 +2,7 @@
 
 The syrupy extensions are public, for ``snapshot(extension_class=...)``::
 
-    from pytest_modelviz import capture
-    from pytest_modelviz.snapshot import ArchitectureExtension, ParamStatsExtension, compute_stats
+    from pytest_modelviz import ArchitectureExtension, ParamStatsExtension, capture, compute_stats
 
     def test_model(snapshot):
         assert capture(model, x) == snapshot(extension_class=ArchitectureExtension)
@@ -15,28 +14,22 @@ imports neither syrupy nor torch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from pytest_modelviz.lazy import lazy_exports
+
+# Also exported by ``pytest_modelviz`` itself, the one public home; kept here for existing imports.
 _LAZY = {
     "ArchitectureExtension": "pytest_modelviz.snapshot.extension",
     "ParamStatsExtension": "pytest_modelviz.snapshot.params",
     "compute_stats": "pytest_modelviz.params.stats",
 }
 
-__all__ = list(_LAZY)
+__all__ = ["ArchitectureExtension", "ParamStatsExtension", "compute_stats"]
+
+__getattr__ = lazy_exports(__name__, _LAZY, globals())
 
 if TYPE_CHECKING:  # pragma: no cover
     from pytest_modelviz.params.stats import compute_stats
     from pytest_modelviz.snapshot.extension import ArchitectureExtension
     from pytest_modelviz.snapshot.params import ParamStatsExtension
-
-
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'pytest_modelviz.snapshot' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value

@@ -1,53 +1,73 @@
 """The ``short_train`` fixture's body: ``short_train`` with this test's device and log interval,
-and with ``--modelviz`` the test's TensorBoard and visdom sinks, the curves PNG and the run record."""
+and with ``--modelviz`` the test's TensorBoard and visdom sinks, the curves SVG and the run record."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from pytest_modelviz.artifacts import ArtifactDir
+from pytest_modelviz.train.result import hide_for_failures
 
 if TYPE_CHECKING:
     import pytest
 
     from pytest_modelviz.session import ModelvizSession
     from pytest_modelviz.sink import MetricSink
+    from pytest_modelviz.train.options import ShortTrain, TrainOptions
     from pytest_modelviz.train.result import TrainResult
-
-CURVES_FILE = "curves.png"
 
 
 def bind_short_train(
     request: pytest.FixtureRequest, session: ModelvizSession, artifacts: ArtifactDir, device: str
-) -> Callable[..., TrainResult]:
-    from pytest_modelviz.train.loop import short_train
+) -> ShortTrain:
+    from pytest_modelviz.train.loop import train
+    from pytest_modelviz.train.options import build_options
 
-    fixture_device = device
-
-    def bound(model: Any, data: Any, *, device: Any = None, log_every: int | None = None,
-              sinks: list[MetricSink] | None = None, name: str | None = None,
-              on_end: Callable[[TrainResult], None] | None = None, **kwargs: Any) -> TrainResult:
-        label = name or type(model).__name__
-        every = log_every or session.settings.log_every
-        chosen = device if device is not None else fixture_device
-        all_sinks = list(sinks or [])
-        if artifacts.persist:
-            all_sinks.extend(_test_sinks(request, label, kwargs.get("seed", 0)))
-
-        def keep(result: TrainResult) -> None:
-            # Before any check, and also for a run that failed part way, so the report shows
-            # every step that ran (up to a NaN, an error or a Ctrl-C) and every check's outcome.
-            result.reporter = _check_reporter(artifacts, label)
-            if artifacts.persist:
-                _record(artifacts, result)
-            if on_end is not None:
-                on_end(result)
-
-        return short_train(model, data, device=chosen, log_every=every, sinks=all_sinks, name=label,
-                           on_end=keep, **kwargs)
+    def bound(model: Any, data: Any, options: TrainOptions | None = None, **overrides: Any) -> TrainResult:
+        __tracebackhide__ = hide_for_failures
+        built = build_options(options, overrides)
+        return train(model, data, _for_test(built, model, request, session, artifacts, device))
 
     return bound
+
+
+def _for_test(options: TrainOptions, model: Any, request: pytest.FixtureRequest, session: ModelvizSession,
+              artifacts: ArtifactDir, device: str) -> TrainOptions:
+    """The caller's options with what this test adds: its device and log interval where the caller
+    chose none, and with ``--modelviz`` its sinks, the check reporter and the run record."""
+    label = options.name or type(model).__name__
+    sinks = tuple(options.sinks)
+    if artifacts.persist:
+        sinks += tuple(_test_sinks(request, label, options.seed))
+    user_end, user_check = options.on_end, options.on_check
+    reporter = _check_reporter(artifacts, label)
+
+    def keep(result: TrainResult) -> None:
+        # Before any check, and also for a run that failed part way, so the report shows
+        # every step that ran (up to a NaN, an error or a Ctrl-C) and every check's outcome.
+        if artifacts.persist:
+            _record(artifacts, result)
+        if user_end is not None:
+            user_end(result)
+
+    def on_check(check: str, passed: bool, message: str) -> None:
+        if reporter is not None:
+            reporter(check, passed, message)
+        if user_check is not None:
+            user_check(check, passed, message)
+
+    return dataclasses.replace(
+        options,
+        device=device if options.device is None else options.device,
+        log_every=session.settings.log_every if options.log_every is None else options.log_every,
+        sinks=sinks,
+        name=label,
+        on_end=keep,
+        on_check=on_check if reporter is not None or user_check is not None else None,
+    )
 
 
 def _test_sinks(request: pytest.FixtureRequest, label: str, seed: int) -> list[MetricSink]:
@@ -80,8 +100,6 @@ def _record(artifacts: ArtifactDir, result: TrainResult) -> None:
     pictures = RenderOutcome()
     curves = pictures.attempt("training curves", lambda: _write_curves(artifacts, result))
     notes = [] if result.error is None else [f"training stopped after {result.steps_run} step(s): {result.error}"]
-    if curves is not None:
-        notes += _clamped_notes(result)
     artifacts.record(
         "train",
         name=result.name,
@@ -102,17 +120,8 @@ def _record(artifacts: ArtifactDir, result: TrainResult) -> None:
 
 
 def _write_curves(artifacts: ArtifactDir, result: TrainResult) -> str | None:
-    from pytest_modelviz.train.curves import curves_png
+    from pytest_modelviz.train.curves import CURVES_FILE, curves_svg
 
-    png = curves_png(result)
-    written = artifacts.write(artifacts.unique_dir(f"train-{result.name}") / CURVES_FILE, png)
+    svg = curves_svg(result)
+    written = artifacts.write(artifacts.unique_dir(f"train-{result.name}") / CURVES_FILE, svg)
     return None if written is None else artifacts.relative(written)
-
-
-def _clamped_notes(result: TrainResult) -> list[str]:
-    from pytest_modelviz.train.curves import PLOT_LIMIT, clamped_series
-
-    return [
-        f"training curves: {name} has values beyond ±{PLOT_LIMIT:g}, drawn at ±{PLOT_LIMIT:g} (the record keeps them as they are)"
-        for name in clamped_series(result)
-    ]

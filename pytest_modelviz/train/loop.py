@@ -9,125 +9,124 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pytest_modelviz.errors import TrainingError, add_note
 from pytest_modelviz.module_tree import FIX_HINT, module_cycle
 from pytest_modelviz.train import optim as optim_
-from pytest_modelviz.train.data import BatchStream
+from pytest_modelviz.train.data import BatchSpec, BatchStream
 from pytest_modelviz.train.embedding import EmbeddingProbe, embedding_spec
 from pytest_modelviz.train.interrupt import StepCheck, interrupts_kept
-from pytest_modelviz.train.result import NonFinite, ResumeSetup, TrainResult, listed_names
-from pytest_modelviz.train.state import Fingerprint, fingerprints, restore_training_flags, seeded, training_flags
-from pytest_modelviz.train.step import autocast_context, forward_loss, output_tensors
+from pytest_modelviz.train.options import TrainOptions, build_options
+from pytest_modelviz.train.result import NonFinite, ResumeSetup, TrainResult, hide_for_failures, listed_names
+from pytest_modelviz.train.state import (
+    Fingerprint,
+    fingerprints,
+    restore_training_flags,
+    seeded,
+    training_flags,
+)
+from pytest_modelviz.train.step import (
+    LossSpec,
+    accumulated_backward,
+    autocast_context,
+    grad_scaler,
+    nonfinite_output,
+)
+from pytest_modelviz.train.summaries import heatmap_cells, image_grid, is_image_batch
+from pytest_modelviz.unwrap import unwrap_model
 
 if TYPE_CHECKING:
     import torch
 
     from pytest_modelviz.sink import MetricSink
 
-DEFAULT_STEPS = 20
-DEFAULT_LOG_EVERY = 10
-IMAGE_GRID_MAX = 32  # first input images drawn in the grid
-HEATMAP_MAX = 32  # the weight heatmap has at most this many rows and columns
 
 
 def short_train(
-    model: torch.nn.Module,
-    data: Any,
-    *,
-    loss_fn: Callable[[Any, Any], torch.Tensor],
-    optimizer: Any,
-    steps: int = DEFAULT_STEPS,
-    device: str | torch.device | None = None,
-    seed: int = 0,
-    optimizer_kwargs: dict[str, Any] | None = None,
-    scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
-    autocast: bool | torch.dtype = False,
-    grad_clip: float | None = None,
-    eval_fn: Callable[[torch.nn.Module, int], Mapping[str, float]] | None = None,
-    eval_every: int = 10,
-    overfit_batch: bool = False,
-    log_every: int = DEFAULT_LOG_EVERY,
-    sinks: Sequence[MetricSink] = (),
-    writer: Any = None,
-    name: str | None = None,
-    stop_on_nonfinite: bool = True,
-    raise_on_nonfinite: bool = True,
-    histogram_bins: int = 64,
-    embedding: bool | str = False,
-    embedding_every: int | None = None,
-    on_end: Callable[[TrainResult], None] | None = None,
+    model: torch.nn.Module, data: Any, options: TrainOptions | None = None, **overrides: Any
 ) -> TrainResult:
     """Train ``model`` for ``steps`` optimizer steps on ``data`` and return a ``TrainResult``.
 
-    See ``pytest_modelviz/docs/short_train.md`` for every argument; in short: ``data`` is a DataLoader, any iterable
-    of ``(inputs, targets, ...)`` batches (cycled) or one ``(inputs, targets)`` batch; ``optimizer``
-    is a factory ``lambda params: ...``, an optimizer class (with ``optimizer_kwargs``) or an
-    instance. The run is seeded with ``seed`` and the caller's RNG states are restored afterwards.
-    With ``stop_on_nonfinite`` (default) training stops at the first non-finite loss, output or
-    gradient, before that step's update, and with ``raise_on_nonfinite`` (default) ``short_train``
-    then fails right there with ``TrainResult.assert_finite``'s message naming the step and
-    parameter; with ``raise_on_nonfinite=False`` it returns and the test decides which checks run. ``embedding=True`` (or a module name, or ``embedding_every=N``) logs the features of
-    the first batch to the sinks' embedding projector after the last step (and every N steps).
-    ``on_end`` is called with the result before any check runs, and also when training fails part
-    way, with what ran before the failure (its ``error`` says why) just before the error propagates.
+    ``short_train(model, data, loss_fn=..., optimizer=..., steps=...)``: the keywords are the fields
+    of ``TrainOptions``; ``short_train(model, data, options)`` takes a ``TrainOptions`` as it is,
+    and keywords beside it replace its fields. See ``pytest_modelviz/docs/short_train.md``; in short:
+    ``data`` is a DataLoader, any iterable of batches (cycled) or one batch; a batch is a tuple
+    ``(inputs, targets, ...)``, a mapping, a dataclass or a named tuple (``inputs=``, ``target=``
+    or ``batch_fn=`` say which part is which); ``optimizer`` is a factory ``lambda params: ...``,
+    an optimizer class (with ``optimizer_kwargs``) or an instance; ``loss_fn(output, target)``,
+    ``loss_fn(output, batch)`` with ``loss_takes_batch=True``, or none when the model's output
+    carries its loss. The run is seeded with ``seed`` and the caller's RNG states are restored
+    afterwards. With ``stop_on_nonfinite`` (default) training stops at the first non-finite loss,
+    output or gradient, before that step's update, and with ``raise_on_nonfinite`` (default)
+    ``short_train`` then fails right there with ``TrainResult.assert_finite``'s message. ``on_end``
+    is called with the result before any check runs, and also when training fails part way, with
+    what ran before the failure (its ``error`` says why) just before the error propagates.
     """
+    __tracebackhide__ = hide_for_failures
+    return train(model, data, build_options(options, overrides))
+
+
+def train(model: torch.nn.Module, data: Any, options: TrainOptions) -> TrainResult:
+    """``short_train`` with its options built."""
+    __tracebackhide__ = hide_for_failures
     import torch
 
     from pytest_modelviz.devices import resolve_device
 
-    _check_arguments(model, steps, log_every, eval_every, grad_clip)
-    dev = torch.device(resolve_device(None if device is None else str(device)))
-    sinks = list(sinks)
-    if writer is not None:
-        from pytest_modelviz.tensorboard.sink import TensorBoardSink
+    _check_model(model)
+    # A compiled or DataParallel model runs as given, while parameters, buffers, names and the
+    # resume check are the bare model's, so results read the same as for the model itself.
+    bare = unwrap_model(model)
+    dev = torch.device(resolve_device(None if options.device is None else str(options.device)))
+    sinks = list(options.sinks)
+    autocast_ctx = autocast_context(options.autocast, dev)
+    spec = BatchSpec(inputs=options.inputs, target=options.target, batch_fn=options.batch_fn)
+    stream = BatchStream(data, overfit=options.overfit_batch, spec=spec)
+    label = options.name or type(bare).__name__
+    projector = embedding_spec(bare, options.embedding, options.embedding_every)
 
-        sinks.append(TensorBoardSink(writer))
-    autocast_ctx = autocast_context(autocast, dev)
-    stream = BatchStream(data, overfit=overfit_batch)
-    label = name or type(model).__name__
-    projector = embedding_spec(model, embedding, embedding_every)
-
-    with seeded(seed, dev):
+    with seeded(options.seed, dev):
         model.to(dev)
-        opt = optim_.build_optimizer(optimizer, model, optimizer_kwargs)
+        opt = optim_.build_optimizer(options.optimizer, bare, dict(options.optimizer_kwargs or {}) or None)
         _move_optimizer_state(opt, dev)
-        sched = optim_.build_scheduler(scheduler, opt)
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        sched = optim_.build_scheduler(options.scheduler, opt, options.scheduler_metric)
+        named = [(n, p) for n, p in bare.named_parameters() if p.requires_grad]
         start = _Start(
-            label=label, seed=seed, audit=optim_.audit(opt, model),
-            frozen=tuple(n for n, p in model.named_parameters() if not p.requires_grad),
-            static=_static_buffers(model),  # decided by the modules' modes before training
-            before=fingerprints(_watched_tensors(model)),
+            label=label, seed=options.seed, audit=optim_.audit(opt, bare),
+            frozen=tuple(n for n, p in bare.named_parameters() if not p.requires_grad),
+            static=_static_buffers(bare),  # decided by the modules' modes before training
+            before=fingerprints(_watched_tensors(bare)),
         )
+        probe = None
+        if projector and sinks:
+            probe = EmbeddingProbe(projector, bare, dev, autocast_ctx, options.steps)
         run = _Run(
-            model=model, stream=stream, opt=opt, sched=sched, loss_fn=loss_fn, device=dev,
-            autocast=autocast_ctx, grad_clip=grad_clip, named=named, sinks=sinks,
-            log_every=log_every, bins=histogram_bins, eval_fn=eval_fn, eval_every=eval_every,
-            steps=steps, stop_on_nonfinite=stop_on_nonfinite,
-            probe=EmbeddingProbe(projector, model, dev, autocast_ctx, steps) if projector and sinks else None,
+            model=model, bare=bare, stream=stream, opt=opt, sched=sched, options=options, device=dev,
+            autocast=autocast_ctx, scaler=grad_scaler(options.autocast, dev), named=named, sinks=sinks,
+            probe=probe,
         )
         try:
             for sink in sinks:
-                sink.text("train/config", _config_text(label, opt, steps, seed, dev, overfit_batch))
+                sink.text("train/config", _config_text(label, opt, options, dev))
             with interrupts_kept() as interrupted:
                 run.train(interrupted)
         except BaseException as exc:
             # What ran before the failure is kept (sinks flushed, the result handed to on_end)
             # and the failure itself propagates unchanged.
             _close_after_failure(sinks, exc)
-            if on_end is not None:
-                _end_after_failure(on_end, run.result(start, final={}, error=exc), exc)
+            if options.on_end is not None:
+                _end_after_failure(options.on_end, run.result(start, final={}, error=exc), exc)
             raise
         for sink in sinks:
             sink.close()
-        result = run.result(start, final=fingerprints(_watched_tensors(model)))
+        result = run.result(start, final=fingerprints(_watched_tensors(bare)))
 
-    if on_end is not None:
-        on_end(result)
-    if raise_on_nonfinite and result.nonfinite is not None:
+    if options.on_end is not None:
+        options.on_end(result)
+    if options.raise_on_nonfinite and result.nonfinite is not None:
         # A NaN at step k fails at step k: no test passes because it forgot to call assert_finite.
         result.assert_finite()
     return result
@@ -166,17 +165,15 @@ def _end_after_failure(on_end: Callable[[TrainResult], None], partial: TrainResu
 class _Run:
     """The loop's state; ``train`` fills the per-step lists."""
 
-    def __init__(self, *, model: torch.nn.Module, stream: BatchStream, opt: torch.optim.Optimizer,
-                 sched: Any, loss_fn: Callable[[Any, Any], torch.Tensor], device: torch.device,
-                 autocast: Callable[[], Any], grad_clip: float | None,
-                 named: list[tuple[str, torch.nn.Parameter]], sinks: list[MetricSink], log_every: int,
-                 bins: int, eval_fn: Callable[[torch.nn.Module, int], Mapping[str, float]] | None,
-                 eval_every: int, steps: int, stop_on_nonfinite: bool, probe: EmbeddingProbe | None) -> None:
-        self.model, self.stream, self.opt, self.sched = model, stream, opt, sched
-        self.loss_fn, self.device, self.autocast, self.grad_clip = loss_fn, device, autocast, grad_clip
-        self.named, self.sinks, self.log_every, self.bins = named, sinks, log_every, bins
-        self.eval_fn, self.eval_every, self.steps = eval_fn, eval_every, steps
-        self.stop_on_nonfinite, self.probe = stop_on_nonfinite, probe
+    def __init__(self, *, model: torch.nn.Module, bare: torch.nn.Module, stream: BatchStream,
+                 opt: torch.optim.Optimizer, sched: Any, options: TrainOptions, device: torch.device,
+                 autocast: Callable[[], Any], scaler: Any, named: list[tuple[str, torch.nn.Parameter]],
+                 sinks: list[MetricSink], probe: EmbeddingProbe | None) -> None:
+        self.model, self.bare, self.stream, self.opt, self.sched = model, bare, stream, opt, sched
+        self.options = options
+        self.device, self.autocast, self.scaler = device, autocast, scaler
+        self.loss = LossSpec(options.loss_fn, options.loss_takes_batch)
+        self.named, self.sinks, self.probe = named, sinks, probe
         self.params = [p for _, p in named]
         self.losses: list[float] = []
         self.lrs: list[float] = []
@@ -187,7 +184,7 @@ class _Run:
         self.nonfinite: NonFinite | None = None
 
     def train(self, interrupted: StepCheck) -> None:
-        for step in range(self.steps):
+        for step in range(self.options.steps):
             interrupted(step)
             if not self._step(step):
                 break
@@ -201,10 +198,10 @@ class _Run:
         done = min(len(self.losses), len(self.lrs), len(self.grad_norms), len(self.param_norms))
         return TrainResult(
             name=start.label,
-            model=self.model,
+            model=self.bare,
             device=str(self.device),
             seed=start.seed,
-            steps=self.steps,
+            steps=self.options.steps,
             losses=self.losses[:done],
             lrs=self.lrs[:done],
             grad_norms=self.grad_norms[:done],
@@ -222,33 +219,38 @@ class _Run:
             torch_version=torch.__version__,
             error=None if error is None else _error_text(error),
             setup=ResumeSetup(
-                optimizer=self.opt, scheduler=self.sched, loss_fn=self.loss_fn, stream=self.stream,
-                device=self.device, autocast=self.autocast, grad_clip=self.grad_clip, seed=start.seed,
+                optimizer=self.opt, scheduler=self.sched, loss=self.loss, stream=self.stream,
+                device=self.device, autocast=self.autocast, scaler=self.scaler,
+                grad_clip=self.options.grad_clip, seed=start.seed, accumulate=self.options.accumulate,
             ),
+            reporter=self.options.on_check,
         )
 
     def _step(self, step: int) -> bool:
-        """One optimizer step; False when training must stop (a non-finite value)."""
+        """One optimizer step over ``accumulate`` batches; False when training must stop (a
+        non-finite value)."""
         import torch
 
+        options = self.options
         start = time.perf_counter()
-        batch = self.stream.next(step)
+        batches = [self.stream.next(step) for _ in range(options.accumulate)]
         if step == 0 and self.sinks:
-            self._log_images(batch.inputs)
+            self._log_images(batches[0].inputs)
             if self.probe is not None:
-                self.probe.keep(batch)
+                self.probe.keep(batches[0])
         self.opt.zero_grad(set_to_none=True)
-        loss, output = forward_loss(self.model, batch, self.loss_fn, self.device, self.autocast, step)
-        loss.backward()
+        loss, output, out_ok = accumulated_backward(
+            self.model, batches, self.loss, self.device, self.autocast, self.scaler, step
+        )
+        if self.scaler is not None:
+            self.scaler.unscale_(self.opt)  # the norms, the clipping and the record see true gradients
         present = [i for i, p in enumerate(self.params) if p.grad is not None]
         grads = [self.params[i].grad for i in present]
         norms = torch.stack(torch._foreach_norm(grads)).float() if grads else loss.new_zeros(0, dtype=torch.float32)
         total = torch.linalg.vector_norm(norms)
-        if self.grad_clip is not None and grads:
+        if options.grad_clip is not None and grads:
             # What clip_grad_norm_ does, reusing the norms already computed.
-            torch._foreach_mul_(grads, (self.grad_clip / (total + 1e-6)).clamp(max=1.0))
-        outs = output_tensors(output)
-        out_ok = torch.stack([torch.isfinite(t).all() for t in outs]).all() if outs else loss.new_ones((), dtype=torch.bool)
+            torch._foreach_mul_(grads, (options.grad_clip / (total + 1e-6)).clamp(max=1.0))
         # The one host transfer of the step.
         host = torch.cat([loss.detach().float().reshape(1), total.reshape(1), out_ok.float().reshape(1), norms]).tolist()
         loss_v, total_v, out_v, per = host[0], host[1], host[2], host[3:]
@@ -262,23 +264,41 @@ class _Run:
         self.param_norms.append(row)
         for sink in self.sinks:
             sink.scalars(step, {"train/loss": loss_v, "train/lr": lr, "train/grad_norm": total_v})
-        finite = math.isfinite(loss_v) and math.isfinite(total_v) and out_v == 1.0
+        # Under float16 a non-finite gradient is the GradScaler's to handle: it skips that update
+        # and lowers its scale, which is how loss scaling finds its scale.
+        grads_ok = math.isfinite(total_v) or self.scaler is not None
+        finite = math.isfinite(loss_v) and grads_ok and out_v == 1.0
         if not finite and self.nonfinite is None:
-            self.nonfinite = _nonfinite(step, loss_v, out_v == 1.0, row, [n for n, _ in self.named])
-        if not finite and self.stop_on_nonfinite:
+            bad_output = None if out_v == 1.0 else nonfinite_output(output)
+            names = [n for n, _ in self.named]
+            self.nonfinite = _nonfinite(step, loss_v, out_v == 1.0, row, names, bad_output)
+        if not finite and options.stop_on_nonfinite:
             self.times.append(time.perf_counter() - start)
             return False
-        if finite and self.sinks and step % self.log_every == 0:
-            self._log_weights(step, present)
-        self.opt.step()
-        if self.sched is not None:
-            self.sched.step()
-        if self.eval_fn is not None and ((step + 1) % self.eval_every == 0 or step == self.steps - 1):
-            self._evaluate(step)
+        if finite and math.isfinite(total_v) and self.sinks and step % options.every == 0:
+            self._log_weights(step, present)  # not for a step the GradScaler skips: inf has no histogram
+        stepped = self._optimizer_step()
+        evaluated = None
+        last = step == options.steps - 1
+        if options.eval_fn is not None and ((step + 1) % options.eval_every == 0 or last):
+            evaluated = self._evaluate(step)
+        if stepped:
+            optim_.step_scheduler(self.sched, step, loss_v, options.scheduler_metric, evaluated)
         if self.probe is not None and self.probe.due(step):
             self.probe.log(step, self.sinks)
         self.times.append(time.perf_counter() - start)
         return True
+
+    def _optimizer_step(self) -> bool:
+        """The update; False when the GradScaler skipped it (inf/NaN gradients under float16),
+        so the scheduler does not step past an update that was not taken."""
+        if self.scaler is None:
+            self.opt.step()
+            return True
+        scale = self.scaler.get_scale()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return bool(self.scaler.get_scale() >= scale)
 
     def _log_weights(self, step: int, present: list[int]) -> None:
         from pytest_modelviz.params.histograms import device_histograms
@@ -286,7 +306,7 @@ class _Run:
         names = [n for n, _ in self.named]
         tensors = [p.detach() for p in self.params] + [self.params[i].grad for i in present]
         tags = [f"params/{n}" for n in names] + [f"grads/{names[i]}" for i in present]
-        for tag, hist in zip(tags, device_histograms(tensors, bins=self.bins)):
+        for tag, hist in zip(tags, device_histograms(tensors, bins=self.options.histogram_bins), strict=True):
             for sink in self.sinks:
                 sink.histogram(step, tag, hist)
         matrix = next(((n, p) for n, p in self.named if p.dim() == 2), None)
@@ -296,24 +316,19 @@ class _Run:
                 sink.heatmap(step, f"weights/{matrix[0]}", cells)
 
     def _log_images(self, inputs: Any) -> None:
-        import torch
-
-        if not (isinstance(inputs, torch.Tensor) and inputs.dim() == 4 and inputs.is_floating_point()
-                and inputs.shape[1] in (1, 3)):
+        if not is_image_batch(inputs):
             return
-        from torchvision.utils import make_grid
-
-        grid = make_grid(inputs[:IMAGE_GRID_MAX].detach().float().cpu(), normalize=True)
+        grid = image_grid(inputs)
         for sink in self.sinks:
             sink.image_grid(0, "inputs/first_batch", grid)
 
-    def _evaluate(self, step: int) -> None:
+    def _evaluate(self, step: int) -> dict[str, float]:
         import torch
 
         flags = training_flags(self.model)
         try:
             with torch.no_grad():
-                metrics = self.eval_fn(self.model, step)  # type: ignore[misc]
+                metrics = self.options.eval_fn(self.model, step)  # type: ignore[misc]
         finally:
             restore_training_flags(self.model, flags)  # an eval_fn calling model.eval() must not leak
         if not isinstance(metrics, Mapping):
@@ -328,6 +343,7 @@ class _Run:
             self.eval.setdefault(key, []).append((step, value))
         for sink in self.sinks:
             sink.scalars(step, {f"eval/{k}": v for k, v in values.items()})
+        return values
 
 
 def _error_text(exc: BaseException) -> str:
@@ -335,23 +351,12 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def heatmap_cells(weight: torch.Tensor, side: int = HEATMAP_MAX) -> torch.Tensor:
-    """A 2-D ``weight`` block-averaged on its device to at most ``side`` x ``side`` cells, as a
-    float copy on the CPU: the picture of a large matrix costs what a small one does, and later
-    updates of the weight do not change it."""
-    import torch
-
-    cells = weight.detach().float()
-    if cells.shape[0] > side or cells.shape[1] > side:
-        shape = (min(side, cells.shape[0]), min(side, cells.shape[1]))
-        cells = torch.nn.functional.adaptive_avg_pool2d(cells[None, None], shape)[0, 0]
-    return cells.to("cpu", copy=True)
-
-
-def _nonfinite(step: int, loss: float, output_ok: bool, norms: list[float], names: list[str]) -> NonFinite:
+def _nonfinite(step: int, loss: float, output_ok: bool, norms: list[float], names: list[str],
+               bad_output: str | None = None) -> NonFinite:
     bad = [n for n, v in zip(names, norms) if not math.isfinite(v)]
     if not output_ok:
-        what = "the model's output has NaN/Inf values"
+        where = f" {bad_output!r}" if bad_output else ""
+        what = f"the model's output{where} has NaN/Inf values"
     elif not math.isfinite(loss):
         what = f"the loss is {loss}"
     else:
@@ -359,12 +364,16 @@ def _nonfinite(step: int, loss: float, output_ok: bool, norms: list[float], name
     return NonFinite(step=step, what=what, loss=loss, parameters=tuple(bad))
 
 
-def _config_text(label: str, opt: torch.optim.Optimizer, steps: int, seed: int, dev: torch.device,
-                 overfit: bool) -> str:
-    return (
-        f"model: {label}  \noptimizer: {type(opt).__name__} (lr {optim_.current_lr(opt):g})  \n"
-        f"steps: {steps}  \nseed: {seed}  \ndevice: {dev}" + ("  \noverfit_batch: True" if overfit else "")
-    )
+def _config_text(label: str, opt: torch.optim.Optimizer, options: TrainOptions, dev: torch.device) -> str:
+    lines = [
+        f"model: {label}", f"optimizer: {type(opt).__name__} (lr {optim_.current_lr(opt):g})",
+        f"steps: {options.steps}", f"seed: {options.seed}", f"device: {dev}",
+    ]
+    if options.accumulate > 1:
+        lines.append(f"accumulate: {options.accumulate}")
+    if options.overfit_batch:
+        lines.append("overfit_batch: True")
+    return "  \n".join(lines)
 
 
 def _watched_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -398,21 +407,13 @@ def _move_optimizer_state(opt: torch.optim.Optimizer, device: torch.device) -> N
                 state[key] = value.to(device)
 
 
-def _check_arguments(model: Any, steps: int, log_every: int, eval_every: int, grad_clip: float | None) -> None:
+def _check_model(model: Any) -> None:
+    """A model that cannot train at all is refused before anything moves, naming why."""
     import torch
 
     if not isinstance(model, torch.nn.Module):
         raise TrainingError(f"short_train needs a torch.nn.Module, got {type(model).__name__}")
-    _check_model(model)
-    for arg, value in (("steps", steps), ("log_every", log_every), ("eval_every", eval_every)):
-        if not isinstance(value, int) or value < 1:
-            raise TrainingError(f"{arg} must be a positive int, got {value!r}")
-    if grad_clip is not None and not grad_clip > 0:
-        raise TrainingError(f"grad_clip must be > 0, got {grad_clip!r}")
-
-
-def _check_model(model: torch.nn.Module) -> None:
-    """A model that cannot train at all is refused before anything moves, naming why."""
+    model = unwrap_model(model)
     name = type(model).__name__
     cycle = module_cycle(model)
     if cycle is not None:

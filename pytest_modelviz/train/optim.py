@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from pytest_modelviz.errors import TrainingError
 
@@ -71,14 +72,54 @@ def audit(opt: torch.optim.Optimizer, model: torch.nn.Module) -> OptimizerAudit:
     return OptimizerAudit(tuple(missing), tuple(frozen))
 
 
-def build_scheduler(scheduler: Callable[[Any], Any] | None, opt: torch.optim.Optimizer) -> Any:
+def build_scheduler(scheduler: Callable[[Any], Any] | None, opt: torch.optim.Optimizer,
+                    metric: str | None = None) -> Any:
+    """The scheduler the factory makes; ``metric`` (an eval metric's name) only for ReduceLROnPlateau."""
     if scheduler is None:
+        if metric is not None:
+            raise TrainingError(
+                f"scheduler_metric={metric!r} needs a scheduler=lambda opt: ReduceLROnPlateau(opt)"
+            )
         return None
     if not callable(scheduler):
         raise TrainingError(
             "scheduler must be a factory like `lambda opt: torch.optim.lr_scheduler.StepLR(opt, 10)`"
         )
-    return scheduler(opt)
+    sched = scheduler(opt)
+    if metric is not None and not steps_on_metric(sched):
+        raise TrainingError(
+            f"scheduler_metric={metric!r} applies to ReduceLROnPlateau, which steps on a metric; "
+            f"{type(sched).__name__} steps without one: leave scheduler_metric out"
+        )
+    return sched
+
+
+def steps_on_metric(sched: Any) -> bool:
+    """ReduceLROnPlateau's ``step`` takes the metric it watches (the loop gives it the training
+    loss, or an eval metric named by ``scheduler_metric``)."""
+    import torch
+
+    return isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def step_scheduler(
+    sched: Any, step: int, loss: float, metric: str | None, evaluated: dict[str, float] | None
+) -> None:
+    """Step ``sched`` after an optimizer step: a plain scheduler every step; ReduceLROnPlateau with
+    the step's loss, or with the eval metric ``metric`` at the steps where eval ran."""
+    if sched is None:
+        return
+    if not steps_on_metric(sched):
+        sched.step()
+    elif metric is None:
+        sched.step(loss)
+    elif evaluated is not None:
+        if metric not in evaluated:
+            raise TrainingError(
+                f"step {step}: scheduler_metric={metric!r} is not among the metrics eval_fn returned "
+                f"({', '.join(map(repr, evaluated)) or 'none'})"
+            )
+        sched.step(evaluated[metric])
 
 
 def optimizer_like(opt: torch.optim.Optimizer, model: torch.nn.Module, source: torch.nn.Module) -> torch.optim.Optimizer:

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from pytest_modelviz.train.options import CheckReporter
 from pytest_modelviz.train.state import Fingerprint
 
 if TYPE_CHECKING:
+    import pytest
     import torch
 
     from pytest_modelviz.train.data import BatchStream
+    from pytest_modelviz.train.step import LossSpec
 
-CheckReporter = Callable[[str, bool, str], None]  # (check name, passed, message)
 _F = TypeVar("_F", bound=Callable[..., Any])
 _SHOWN = 12  # names listed in a message before "... and N more"
 
@@ -48,12 +52,21 @@ class ResumeSetup:
 
     optimizer: torch.optim.Optimizer
     scheduler: Any
-    loss_fn: Callable[[Any, Any], torch.Tensor]
+    loss: LossSpec
     stream: BatchStream
     device: torch.device
-    autocast: Callable[[], ContextManager[Any]]
+    autocast: Callable[[], AbstractContextManager[Any]]
+    scaler: Any  # a torch.amp.GradScaler under float16 autocast, else None
     grad_clip: float | None
     seed: int
+    accumulate: int
+
+
+def hide_for_failures(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:
+    """``__tracebackhide__`` for the frames a check fails through: its message says all there is,
+    so pytest shows the user's line, not the plugin's source (as a snapshot failure does). Any
+    other exception (bad input, a bug) keeps every frame."""
+    return excinfo.errisinstance(AssertionError)
 
 
 def _check(fn: _F) -> _F:
@@ -61,6 +74,7 @@ def _check(fn: _F) -> _F:
 
     @functools.wraps(fn)
     def wrapper(self: TrainResult, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = hide_for_failures
         try:
             out = fn(self, *args, **kwargs)
         except AssertionError as exc:
@@ -72,7 +86,7 @@ def _check(fn: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-@dataclass
+@dataclass(repr=False)
 class TrainResult:
     name: str
     model: torch.nn.Module
@@ -97,6 +111,14 @@ class TrainResult:
     error: str | None = None  # why training stopped part way (then ``on_end`` gets it, not a caller)
     setup: ResumeSetup | None = field(default=None, repr=False)
     reporter: CheckReporter | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        # Short: pytest prints it beside a failing line, and the full record is thousands of numbers.
+        last = f", final_loss={self.losses[-1]:.6g}" if self.losses else ""
+        stopped = f", nonfinite=step {self.nonfinite.step}" if self.nonfinite else ""
+        error = f", error={self.error!r}" if self.error else ""
+        return (f"TrainResult(name={self.name!r}, device={self.device!r}, steps_run={self.steps_run} of "
+                f"{self.steps}{last}{stopped}{error})")
 
     @property
     def steps_run(self) -> int:
@@ -124,6 +146,7 @@ class TrainResult:
     @_check
     def assert_finite(self) -> None:
         """Every loss, model output and gradient was finite (NaN/Inf names the first step and parameter)."""
+        __tracebackhide__ = hide_for_failures
         if self.nonfinite is not None:
             raise AssertionError(
                 f"{self.name}: training went non-finite at {self.nonfinite.message}. "
@@ -137,6 +160,7 @@ class TrainResult:
         ``window`` defaults to a fifth of the steps run (at least 1). For a loss that can be
         negative the test is simply last mean < first mean.
         """
+        __tracebackhide__ = hide_for_failures
         n = len(self.losses)
         if n < 2:
             raise AssertionError(f"{self.name}: assert_loss_decreased needs at least 2 steps, {n} ran")
@@ -163,6 +187,7 @@ class TrainResult:
         Frozen parameters (``requires_grad=False``) handed to the optimizer fail too unless
         ``allow_frozen_in_optimizer``: they are usually a layer meant to train that someone froze.
         """
+        __tracebackhide__ = hide_for_failures
         problems = []
         never = [n for n in self.trainable if not any(v > 0 for v in self.param_grad_norms.get(n, []))]
         if never:
@@ -196,6 +221,7 @@ class TrainResult:
         frozen (a frozen BatchNorm left in train mode still moves its running statistics). Buffers
         of other modules in train mode (BatchNorm running stats) may change and are not checked.
         """
+        __tracebackhide__ = hide_for_failures
         problems = []
         if self.updates == 0:
             why = self.nonfinite.message if self.nonfinite else "no steps ran"
@@ -240,6 +266,7 @@ class TrainResult:
         state, on the same batch and seed. Names the parameter, buffer or optimizer state that
         differs after loading, or the loss and parameters that differ after the step.
         """
+        __tracebackhide__ = hide_for_failures
         from pytest_modelviz.train.resume import check_resume
 
         if self.setup is None:

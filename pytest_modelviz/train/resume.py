@@ -9,12 +9,14 @@ from __future__ import annotations
 import copy
 import math
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from pytest_modelviz.train.optim import optimizer_like
+from pytest_modelviz.train.result import hide_for_failures
 from pytest_modelviz.train.state import restore_training_flags, seeded, training_flags
-from pytest_modelviz.train.step import forward_loss
+from pytest_modelviz.train.step import accumulated_backward
 
 if TYPE_CHECKING:
     import torch
@@ -32,24 +34,29 @@ def check_resume(
     rtol: float,
     atol: float,
 ) -> None:
+    __tracebackhide__ = hide_for_failures
     opt, sched = setup.optimizer, setup.scheduler
-    ref_model, ref_opt, ref_sched = copy.deepcopy((model, opt, sched))
+    ref_model, ref_opt, ref_sched, ref_scaler = copy.deepcopy((model, opt, sched, setup.scaler))
     if path is not None:
-        new_model, new_opt, new_sched = _reload(model, opt, sched, Path(path), fresh_model, setup.device, name)
+        new_model, new_opt, new_sched, new_scaler = _reload(model, setup, Path(path), fresh_model, name)
     else:
         with tempfile.TemporaryDirectory(prefix="modelviz-resume-") as tmp:
-            new_model, new_opt, new_sched = _reload(
-                model, opt, sched, Path(tmp) / "checkpoint.pt", fresh_model, setup.device, name
-            )
-    diffs = _state_diffs(model, ref_model, new_model) + _optimizer_diffs(ref_model, ref_opt, new_model, new_opt)
+            file = Path(tmp) / "checkpoint.pt"
+            new_model, new_opt, new_sched, new_scaler = _reload(model, setup, file, fresh_model, name)
+    diffs = (
+        _state_diffs(model, ref_model, new_model)
+        + _optimizer_diffs(ref_model, ref_opt, new_model, new_opt)
+        + _stateful_diffs("scheduler", ref_sched, new_sched)
+        + _stateful_diffs("GradScaler", ref_scaler, new_scaler)
+    )
     if diffs:
         raise AssertionError(
             f"{name}: after saving and loading the checkpoint, the resumed state differs from the "
             "trained one:\n  " + "\n  ".join(diffs[:12])
         )
-    batch = setup.stream.next(step)
-    ref_loss = _one_step(ref_model, ref_opt, ref_sched, batch, setup, step)
-    new_loss = _one_step(new_model, new_opt, new_sched, batch, setup, step)
+    batches = [setup.stream.next(step) for _ in range(setup.accumulate)]
+    ref_loss = _one_step(ref_model, ref_opt, ref_scaler, batches, setup, step)
+    new_loss = _one_step(new_model, new_opt, new_scaler, batches, setup, step)
     params = _param_diffs(ref_model, new_model, rtol, atol)
     if not _close(ref_loss, new_loss, rtol, atol) or params:
         raise AssertionError(
@@ -62,18 +69,19 @@ def check_resume(
 
 def _reload(
     model: torch.nn.Module,
-    opt: torch.optim.Optimizer,
-    sched: Any,
+    setup: ResumeSetup,
     file: Path,
     fresh_model: Callable[[], torch.nn.Module] | None,
-    device: torch.device,
     name: str,
-) -> tuple[torch.nn.Module, torch.optim.Optimizer, Any]:
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, Any, Any]:
     import torch
 
+    opt, sched, scaler, device = setup.optimizer, setup.scheduler, setup.scaler, setup.device
     state = {"model": model.state_dict(), "optimizer": opt.state_dict()}
     if sched is not None:
         state["scheduler"] = sched.state_dict()
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
     file.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, file)
     try:
@@ -98,7 +106,11 @@ def _reload(
     if sched is not None:
         new_sched = copy.deepcopy(sched, memo={id(opt): new_opt})
         new_sched.load_state_dict(loaded["scheduler"])
-    return new_model, new_opt, new_sched
+    new_scaler = None
+    if scaler is not None:
+        new_scaler = torch.amp.GradScaler(device.type)
+        new_scaler.load_state_dict(loaded["scaler"])
+    return new_model, new_opt, new_sched, new_scaler
 
 
 def _state_diffs(trained: torch.nn.Module, ref: torch.nn.Module, new: torch.nn.Module) -> list[str]:
@@ -151,19 +163,37 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _one_step(model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, batch: Any,
+def _stateful_diffs(what: str, ref: Any, new: Any) -> list[str]:
+    """The ``state_dict`` entries of a scheduler or GradScaler that differ after loading."""
+    if ref is None or new is None:
+        return []
+    a, b = ref.state_dict(), new.state_dict()
+    return [f"{what} state {key!r}: {a.get(key)!r} vs {b.get(key)!r}" for key in sorted(set(a) | set(b))
+            if not _same(a.get(key), b.get(key))]
+
+
+def _one_step(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler: Any, batches: list[Any],
               setup: ResumeSetup, step: int) -> float:
+    """The step both copies take. The scheduler is not stepped after it: the step's learning
+    rate is already in the optimizer's param groups (compared above, with the scheduler's state),
+    and stepping it once more than training did would overrun a schedule sized to the run
+    (``OneCycleLR(total_steps=steps)``)."""
     import torch
 
     with seeded(setup.seed + step, setup.device):
         opt.zero_grad(set_to_none=True)
-        loss, _ = forward_loss(model, batch, setup.loss_fn, setup.device, setup.autocast, step)
-        loss.backward()
+        loss, _, _ = accumulated_backward(
+            model, batches, setup.loss, setup.device, setup.autocast, scaler, step
+        )
+        if scaler is not None:
+            scaler.unscale_(opt)
         if setup.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), setup.grad_clip)
-        opt.step()
-        if sched is not None:
-            sched.step()
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
     return float(loss.detach())
 
 

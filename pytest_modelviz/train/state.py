@@ -5,13 +5,16 @@ tensor whatever the model's size: the sum, the sum of squares and the sum of abs
 reduced in float64 on the tensor's device. A real update moves at least one of them (below about
 10^8 values, a float64 sum registers even a one-ulp change of one float32 element); a tensor left
 alone keeps all three bit for bit. An update that only permuted a tensor's values would go unseen; optimizers do not do that.
+A complex tensor (a RoPE ``freqs_cis`` buffer) is read as its real and imaginary parts side by side
+(``view_as_real``), so a change of either part is seen, and no cast discards one with a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
-from typing import TYPE_CHECKING, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
@@ -26,7 +29,10 @@ def fingerprints(tensors: Mapping[str, torch.Tensor]) -> dict[str, Fingerprint]:
         return {}
     rows = []
     for t in tensors.values():
-        flat = t.detach().reshape(-1).double()
+        flat = t.detach().reshape(-1)
+        if flat.is_complex():
+            flat = torch.view_as_real(flat.resolve_conj()).reshape(-1)
+        flat = flat.double()
         rows.append(torch.stack([flat.sum(), flat.dot(flat), torch.linalg.vector_norm(flat, 1)]))
     # One copy to the host (rows of a model split over devices are gathered on the first one).
     host = torch.stack([r.to(rows[0].device) for r in rows]).cpu().tolist()

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from modelviz_testing import run_dir_of
 from user_runs import USER_PRELUDE, folder_of, train_record
 

@@ -12,14 +12,14 @@ from train_models import batches, ce, sgd
 
 from pytest_modelviz import short_train
 from pytest_modelviz.tensorboard.sink import MAX_PENDING_EVENTS, TensorBoardSink
-from pytest_modelviz.train.loop import HEATMAP_MAX
+from pytest_modelviz.train.summaries import HEATMAP_MAX
 
 pytest.importorskip("visdom")
 ea = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
-from pytest_modelviz.visdom.sink import FLUSH_SECS, VisdomSink, window_id  # noqa: E402
 from pytest_modelviz.visdom.client import open_client  # noqa: E402
 from pytest_modelviz.visdom.replay import read_log  # noqa: E402
+from pytest_modelviz.visdom.sink import FLUSH_SECS, VisdomSink, window_id  # noqa: E402
 
 
 def heatmaps(log: Path) -> dict[str, list[list[float]]]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
-from train_models import TwoInputs, batches, blobs, bn_mlp, ce, images, mlp, sgd, SmallCNN
+from train_models import SmallCNN, TwoInputs, batches, blobs, bn_mlp, ce, images, mlp, sgd
 
 from pytest_modelviz import TrainResult, short_train
 

@@ -22,8 +22,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 MODELS = ("resnet50", "vit_b_16", "llama7b_meta")
@@ -79,12 +80,12 @@ TOOLS: dict[str, Callable[[Any, Any], Any]] = {
 def peak_memory_mb(name: str) -> dict[str, float]:
     """Run one capture in a fresh process; report its peak RSS before and after capturing."""
     code = (
-        "import json, resource, sys; sys.path.insert(0, {here!r}); import bench_capture as b; "
-        "from pytest_modelviz import capture; m, x = b.build({name!r}); "
+        f"import json, resource, sys; sys.path.insert(0, {str(HERE)!r}); import bench_capture as b; "
+        f"from pytest_modelviz import capture; m, x = b.build({name!r}); "
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; capture(m, x); "
         "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-        "print(json.dumps({{'before_mb': before / 1024, 'after_mb': after / 1024}}))"
-    ).format(here=str(HERE), name=name)
+        "print(json.dumps({'before_mb': before / 1024, 'after_mb': after / 1024}))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 

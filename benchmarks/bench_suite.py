@@ -13,6 +13,8 @@ repository is written, and run with ``python -m pytest`` as a user runs it, each
 Each round runs the four in an order rotated from round to round; a ratio in a round is the
 ``--modelviz`` run's wall time over the plain run's with the same workers. The machine may be
 shared: it prints the median ratio over rounds, its spread, and the ratio of the fastest runs.
+It also prints the same ratio of CPU time (user + system of pytest and every process it waited
+for: xdist workers, Graphviz renders), which other load on a shared machine barely moves.
 
 Goal: ``--modelviz`` <= 1.2x the plain run.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shlex
 import shutil
 import statistics
@@ -34,19 +37,22 @@ HERE = Path(__file__).resolve().parent
 GOAL = 1.2
 
 
-def run(project: Path, modelviz: bool, workers: int, run_dir: Path, extra: list[str]) -> float:
+def run(project: Path, modelviz: bool, workers: int, run_dir: Path, extra: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of one pytest run (CPU: its process tree, as far as it was waited for)."""
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra]
     if workers:
         args += ["-n", str(workers)]
     if modelviz:
         args += ["--modelviz", "--modelviz-dir", str(run_dir)]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(args, cwd=project, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"pytest failed ({' '.join(args[3:])}) in {project}:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -66,19 +72,24 @@ def main() -> None:
         print(f"{args.project.name}: {args.rounds} rounds, one torch thread per process; "
               f"load average {os.getloadavg()[0]:.1f} at start")
         times: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+        cpu: dict[str, list[float]] = {name: [] for name, _, _ in variants}
         extra = shlex.split(args.pytest_args)
         run(project, False, 0, Path(tmp) / "warm-up", extra)  # imports and data files into the OS cache
         for r in range(args.rounds):
             for name, modelviz, workers in variants[r % len(variants):] + variants[:r % len(variants)]:
-                times[name].append(run(project, modelviz, workers, Path(tmp) / f"runs-{r}", extra))
+                wall, used = run(project, modelviz, workers, Path(tmp) / f"runs-{r}", extra)
+                times[name].append(wall)
+                cpu[name].append(used)
     for name, _, _ in variants:
-        print(f"  {name:<14} {statistics.median(times[name]):6.1f} s median ({min(times[name]):.1f}-{max(times[name]):.1f} s)")
+        print(f"  {name:<14} {statistics.median(times[name]):6.1f} s median ({min(times[name]):.1f}-{max(times[name]):.1f} s)"
+              f", cpu {statistics.median(cpu[name]):.1f} s")
     for workers in ([0, args.workers] if args.workers else [0]):
         suffix = f" -n {workers}" if workers else ""
-        plain, ours = times[f"plain{suffix}"], times[f"modelviz{suffix}"]
-        ratios = sorted(o / p for o, p in zip(ours, plain))
-        print(f"  --modelviz{suffix} / plain{suffix}: {statistics.median(ratios):.2f}x median of rounds "
-              f"({ratios[0]:.2f}-{ratios[-1]:.2f}x), best/best {min(ours) / min(plain):.2f}x  (goal <= {GOAL}x)")
+        for what, values in (("wall", times), ("cpu ", cpu)):
+            plain, ours = values[f"plain{suffix}"], values[f"modelviz{suffix}"]
+            ratios = sorted(o / p for o, p in zip(ours, plain))
+            print(f"  {what} --modelviz{suffix} / plain{suffix}: {statistics.median(ratios):.2f}x median of rounds "
+                  f"({ratios[0]:.2f}-{ratios[-1]:.2f}x), best/best {min(ours) / min(plain):.2f}x  (goal <= {GOAL}x)")
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 

@@ -23,8 +23,9 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve()
 # Things the text must never contain: memory addresses, file paths, ATen op names, devices.

@@ -39,11 +39,23 @@ def html_extras(files: list[Path], test_dir: Path, report_dir: Path | None) -> l
         elif suffix in _TEXT_TYPES and size <= MAX_INLINE_TEXT:
             text = path.read_text(encoding="utf-8", errors="replace")
             fmt = "json" if suffix == ".json" else "text"
-            extras.append(_extra(text, fmt, name, _TEXT_TYPES[suffix], suffix[1:] if fmt == "json" else "txt"))
+            extension = suffix[1:] if fmt == "json" else "txt"
+            extras.append(_extra(text, fmt, name, _TEXT_TYPES[suffix], extension))
         else:
             start = report_dir if report_dir is not None else test_dir
             extras.append(_extra(Path(os.path.relpath(path, start)).as_posix(), "url", name, None, None))
     return extras
+
+
+def link_extras(paths: list[Path], test_dir: Path, report_dir: Path | None,
+                note: str = "") -> list[dict[str, Any]]:
+    """pytest-html links to ``paths``, relative to the HTML report's folder (files may not exist yet)."""
+    start = report_dir if report_dir is not None else test_dir
+    return [
+        _extra(Path(os.path.relpath(p, start)).as_posix(), "url", p.relative_to(test_dir).as_posix() + note,
+               None, None)
+        for p in paths
+    ]
 
 
 def junit_lines(files: list[Path]) -> str:

@@ -8,9 +8,10 @@ that cannot be made ends in one warning naming what is missing, after pytest's o
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Generator, Sequence
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,7 @@ class RunReporter:
         self.collected: list[str] = []
         self.interruption = ""  # why the session stopped early, when it did
         self.final: RunOutcomes | None = None
+        self.pictures_failed: list[str] = []  # pictures that could not be drawn at the end of the run
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
@@ -41,10 +43,16 @@ class RunReporter:
         # that has the files (an xdist worker too); the lists travel with the report.
         test_dir = self.session.test_dir(item.nodeid)
         files = list(iter_files(test_dir)) if test_dir is not None else []
-        if files:
-            report.modelviz_artifacts = [str(p) for p in files]
+        if files and test_dir is not None:
+            # Pictures queued for the end of the run are not files yet: they are attached as
+            # links (JUnit: paths) to where they will be when the run ends.
+            later = _pending_outputs(test_dir)
+            report.modelviz_artifacts = [str(p) for p in [*files, *later]]
             if self.config.pluginmanager.hasplugin("html"):
-                extras = attachments.html_extras(files, test_dir, _html_report_dir(self.config))
+                report_dir = _html_report_dir(self.config)
+                extras = attachments.html_extras(files, test_dir, report_dir)
+                extras += attachments.link_extras(later, test_dir, report_dir,
+                                                  note=" (drawn when the run ends)")
                 report.extras = [*getattr(report, "extras", []), *extras]
         not_written = self.session.take_not_written()
         if not_written:
@@ -104,6 +112,8 @@ class RunReporter:
         not_run = tuple(n for n in self.collected if n not in started) if stopped else ()
         if not (self.interruption or not_run or any(t.outcome == "interrupted" for t in tests)):
             stopped = ""  # e.g. --maxfail reached on the last test: every test ran
+        if not self.interruption:  # after Ctrl-C the session stops now; the report names what was not drawn
+            self._draw_pictures(mv.run_dir)
         folders = self._walk(mv.run_dir)
         self.n_files = sum(len(f.files) for f in folders)
         outcomes = RunOutcomes(
@@ -125,6 +135,20 @@ class RunReporter:
         # The report says which files are missing, its own excepted: if it is not written, nobody reads it.
         self.final = outcomes = replace(outcomes, not_written=tuple(mv.not_written))
         self.report_path = self._write("report.html", lambda: write_report(mv.run_dir, outcomes=outcomes, folders=folders))
+
+    def _draw_pictures(self, run_dir: Path) -> None:
+        """Draw the pictures every test queued, once, here on the controller; those that cannot be
+        drawn are named in the report (per test) and after the summary."""
+        from pytest_modelviz.render.pending import draw_pending
+
+        try:
+            test_dirs = [p for p in run_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+            drawn = draw_pending(test_dirs)
+        except Exception as exc:  # noqa: BLE001 - a picture bug must not cost the report; warned below
+            self.pictures_failed.append(f"drawing the pictures failed: {type(exc).__name__}: {exc}")
+            return
+        self.session.not_written += drawn.not_written
+        self.pictures_failed += [f"{d.name}/{p.output}: {p.message}" for d, p in drawn.failed]
 
     def _walk(self, run_dir: Path) -> tuple[TestFolder, ...]:
         try:
@@ -157,6 +181,8 @@ class RunReporter:
             terminalreporter.write_line(
                 f"modelviz: the run stopped early ({final.interrupted}): {len(unfinished)} test(s) did not "
                 f"finish, {len(final.not_run)} did not run; the report lists them", red=True)
+        if self.pictures_failed:
+            terminalreporter.write_line(_pictures_warning(self.pictures_failed), yellow=True)
         if self.session.not_written:
             terminalreporter.write_line(_not_written_warning(self.session.not_written), yellow=True, bold=True)
 
@@ -190,6 +216,19 @@ def _not_written_warning(items: list[str]) -> str:
     more = f" and {len(items) - _SHOWN_NOT_WRITTEN} more" if len(items) > _SHOWN_NOT_WRITTEN else ""
     return (f"modelviz: WARNING: {len(items)} file(s) of the run folder could not be written: {shown}{more}. "
             "The test results above are complete.")
+
+
+def _pictures_warning(items: list[str]) -> str:
+    shown = "; ".join(items[:_SHOWN_NOT_WRITTEN])
+    more = f"; and {len(items) - _SHOWN_NOT_WRITTEN} more" if len(items) > _SHOWN_NOT_WRITTEN else ""
+    return (f"modelviz: {len(items)} picture(s) could not be drawn (the report says which and why; "
+            f"test results are not affected): {shown}{more}")
+
+
+def _pending_outputs(test_dir: Path) -> list[Path]:
+    from pytest_modelviz.render.pending import read_pictures
+
+    return [test_dir / p.output for p in read_pictures(test_dir) if p.state == "pending"]
 
 
 def _html_report_dir(config: pytest.Config) -> Path | None:

@@ -147,5 +147,11 @@ def _renumber(hl: Any, graph: Any) -> Any:
 
 
 def to_dot(graph: ArchitectureGraph) -> str:
-    """hiddenlayer's DOT for the capture (HTML-like labels, its blue theme)."""
-    return build(graph).build_dot().source
+    """hiddenlayer's DOT for the capture (HTML-like labels, its blue theme), drawn top to bottom.
+
+    hiddenlayer lays graphs out left to right, which turns a deep model into a strip too wide to
+    read in a report; a later graph attribute overrides its ``rankdir``.
+    """
+    dot = build(graph).build_dot()
+    dot.attr("graph", rankdir="TB")
+    return dot.source

@@ -8,9 +8,10 @@ after, so a warnings filter set to "error" can fail the test but never lose the 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pytest_modelviz.errors import RenderError, RenderSkipped, RenderWarning, missing_extra
 

@@ -8,9 +8,21 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
-from typing import Callable, Sequence
+
+# How a chart's marks look (its box and size are the page's business); the report puts it in its page, a standalone picture (``chart_document``) in
+# its own <style>, so a chart reads the same inline, in an <img> and opened on its own.
+CHART_CSS = """\
+svg.chart text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+svg.chart .chart-title { font-size: 13px; font-weight: 600; fill: #374151; }
+svg.chart .tick, svg.chart .legend, svg.chart .label { font-size: 11px; fill: #6b7280; }
+svg.chart .legend { fill: #374151; }
+svg.chart .grid { stroke: #eef0f3; } svg.chart .axis { stroke: #9ca3af; }
+svg.chart .nonfinite line { stroke: #dc2626; stroke-dasharray: 3 3; stroke-width: 1.5; }
+svg.chart .chart-empty { fill: #9ca3af; font-size: 13px; }
+"""
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777")
 WIDTH, HEIGHT = 560, 240
@@ -136,6 +148,24 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str = "step", y
         parts.append(f'<text class="legend" x="{lx + 21}" y="{ly}">{escape(_clip(s.name, 22))}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def chart_document(charts: Sequence[str], *, title: str) -> str:
+    """Charts made by ``line_chart`` stacked in one standalone SVG file, styled on its own.
+
+    ``title`` (user text, e.g. a run name) is escaped here; the charts escaped their own labels.
+    """
+    gap = 8
+    height = len(charts) * (HEIGHT + gap) - gap if charts else HEIGHT
+    placed = "".join(
+        chart.replace("<svg ", f'<svg x="0" y="{i * (HEIGHT + gap)}" ', 1) for i, chart in enumerate(charts)
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}">'
+        f'<title>{escape(title)}</title><style>{CHART_CSS}</style><rect width="100%" height="100%" fill="#fff"/>'
+        f"{placed}</svg>\n"
+    )
 
 
 def _series_marks(s: Series, color: str, sx: Callable[[float], float], sy: Callable[[float], float], top: float) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pytest_modelviz.artifacts import TestFolder, write_atomic
 from pytest_modelviz.records import RunOutcomes
-from pytest_modelviz.report.charts import format_number
+from pytest_modelviz.report.charts import CHART_CSS, format_number
 from pytest_modelviz.report.model import OUTCOME_ORDER, RunView
 from pytest_modelviz.report.read import load_run
 from pytest_modelviz.report.sections import anchor_id, badge, command, test_card
@@ -50,7 +50,7 @@ def render(view: RunView) -> str:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>modelviz · {e(view.name)}</title>
-<style>{_asset("report.css")}</style>
+<style>{_asset("report.css")}{CHART_CSS}</style>
 </head>
 <body class="run-{status}">
 <script>{_asset("errors.js")}</script>

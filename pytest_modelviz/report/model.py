@@ -35,6 +35,9 @@ class Artifact:
 class Architecture:
     record: ArchitectureRecord
     text: Artifact | None
+    # Every output shape by layer name, read from the architecture text: the record's rows hold
+    # only the first output, and a layer like LSTM returns several. Empty when the text is not there.
+    outputs: dict[str, tuple[tuple[int, ...], ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

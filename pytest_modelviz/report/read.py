@@ -29,6 +29,7 @@ from pytest_modelviz.records import (
     VisdomRecord,
     read_outcomes,
 )
+from pytest_modelviz.render.pending import PICTURES_FILE, read_pictures
 from pytest_modelviz.report.model import (
     Architecture,
     Artifact,
@@ -41,6 +42,8 @@ from pytest_modelviz.report.model import (
 )
 
 MAX_INLINE_TEXT = 200_000
+_FIRST_OUTPUTS = "the layer table shows first outputs only"
+_NOT_DRAWN = "the run ended before its pictures were drawn"
 _SAFE_DIRNAME = re.compile(r"^[A-Za-z0-9._-]+$")
 _MAX_REASONS = 3
 
@@ -110,7 +113,8 @@ def load_test(run_dir: Path, entry: TestOutcome, folder: TestFolder | None) -> T
         if isinstance(record, CheckRecord):
             _attach_check(trains, loose_checks, record)
         elif isinstance(record, ArchitectureRecord):
-            architectures.append(Architecture(record, link("architecture text", record.text)))
+            text = link("architecture text", record.text)
+            architectures.append(Architecture(record, text, _layer_outputs(link, text, problems)))
         elif isinstance(record, ParamsRecord):
             params.append(ParamsSnapshot(record, link("parameter histograms", record.plot),
                                          link("statistics JSON", record.stats)))
@@ -124,6 +128,7 @@ def load_test(run_dir: Path, entry: TestOutcome, folder: TestFolder | None) -> T
             others.append(record.raw)
         else:
             unreadable.append(record)
+    problems += _picture_problems(run_dir / folder.name)
     if unreadable:
         reasons = sorted({r.reason for r in unreadable})
         shown = "; ".join(reasons[:_MAX_REASONS]) + ("; ..." if len(reasons) > _MAX_REASONS else "")
@@ -148,6 +153,40 @@ def load_test(run_dir: Path, entry: TestOutcome, folder: TestFolder | None) -> T
                     for p in folder.files),
         problems=tuple(problems),
     )
+
+
+def _layer_outputs(link: _Linker, text: Artifact | None,
+                   problems: list[str]) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """Each layer's output shapes, from the architecture text (the one full record of the capture)."""
+    from pytest_modelviz.errors import SnapshotFormatError
+    from pytest_modelviz.graph.text import from_text
+
+    if text is None or text.href is None:
+        return {}
+    try:
+        graph = from_text(link.read_text(text, limit=None))
+    except OSError as exc:
+        problems.append(f"{text.href} could not be read ({exc.strerror or exc}): {_FIRST_OUTPUTS}")
+        return {}
+    except SnapshotFormatError as exc:
+        problems.append(f"{text.href} could not be parsed ({exc}): {_FIRST_OUTPUTS}")
+        return {}
+    return {n.name: tuple(o.shape for o in n.outputs) for n in graph.nodes}
+
+
+def _picture_problems(test_dir: Path) -> list[str]:
+    """Pictures queued for the end of the run that are not there, and why."""
+    try:
+        pictures = read_pictures(test_dir)
+    except OSError as exc:
+        return [f"{PICTURES_FILE} could not be read ({exc.strerror or exc}): pictures may be missing"]
+    out = []
+    for p in pictures:
+        if p.state == "failed":
+            out.append(f"picture {p.output} ({p.subject}) could not be drawn: {p.message}")
+        elif p.state == "pending":
+            out.append(f"picture {p.output} ({p.subject}) was not drawn: {_NOT_DRAWN}")
+    return out
 
 
 def _record_problems(record: AnyRecord) -> list[str]:
@@ -206,8 +245,11 @@ class _Linker:
             return Artifact(label, None)
         return Artifact(label, f"{self.dirname}/{candidate.as_posix()}")
 
-    def read_text(self, artifact: Artifact) -> str:
+    def read_text(self, artifact: Artifact, limit: int | None = MAX_INLINE_TEXT) -> str:
+        """The file's text, cut after ``limit`` characters (None: whole)."""
         assert artifact.href is not None
         with open(self.run_dir / artifact.href, encoding="utf-8", errors="replace") as fh:
-            text = fh.read(MAX_INLINE_TEXT + 1)
-        return text if len(text) <= MAX_INLINE_TEXT else text[:MAX_INLINE_TEXT] + "\n... (cut; see the file)"
+            if limit is None:
+                return fh.read()
+            text = fh.read(limit + 1)
+        return text if len(text) <= limit else text[:limit] + "\n... (cut; see the file)"

@@ -11,5 +11,15 @@
       });
     });
   });
+  // Pictures fitted to the width can be shown at their own size (the viewport scrolls).
+  document.querySelectorAll("figure.zoomable").forEach(function (figure) {
+    var button = figure.querySelector("button.zoom");
+    if (!button) { return; }
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var actual = figure.classList.toggle("actual");
+      button.textContent = actual ? "fit width" : "actual size";
+    });
+  });
   document.body.setAttribute("data-ready", "yes");
 })();

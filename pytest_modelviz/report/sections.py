@@ -46,6 +46,19 @@ def image(artifact: Artifact | None, alt: str) -> str:
     return f'<a class="figure" href="{href(artifact.href)}"><img src="{href(artifact.href)}" alt="{e(alt)}"></a>'
 
 
+def zoomable(artifact: Artifact | None, title: str, extra: str = "") -> str:
+    """A picture in a scrolling viewport, fitted to its width (a button shows it at its own size),
+    with a link that opens it full size on its own: big graphs stay readable."""
+    if artifact is None or artifact.href is None:
+        return f"<figure><figcaption>{e(title)}: {link(artifact)} {extra}</figcaption></figure>"
+    url = href(artifact.href)
+    return (
+        f'<figure class="zoomable"><div class="viewport"><img src="{url}" alt="{e(title)}"></div>'
+        f'<figcaption>{e(title)} · <a href="{url}" target="_blank" rel="noopener">open full size</a>'
+        f' <button type="button" class="zoom" hidden>actual size</button> {extra}</figcaption></figure>'
+    )
+
+
 def badge(word: str, cls: str | None = None) -> str:
     return f'<span class="badge {e(cls or word)}">{e(word)}</span>'
 
@@ -121,19 +134,21 @@ def architecture(view: Architecture) -> str:
     if a.diff:
         parts.append(f'<details class="diff" open><summary>Snapshot difference</summary>{diff(a.diff)}</details>')
     if a.rows:
-        parts.append(_layer_table(a))
+        parts.append(_layer_table(a, view.outputs))
     if view.text:
         parts.append(f'<p class="links">{link(view.text)}</p>')
     parts.append("</div>")
     return "".join(parts)
 
 
-def _layer_table(a: ArchitectureRecord) -> str:
+def _layer_table(a: ArchitectureRecord, outputs: dict[str, tuple[tuple[int, ...], ...]]) -> str:
     rows = []
     for r in a.rows:
+        shapes = outputs.get(r.name) or (r.output_shape,)  # every output (LSTM: output, (h, c)) when known
+        shown = "<br>".join(e("×".join(str(d) for d in shape)) for shape in shapes)
         rows.append(
             f'<tr><td class="layer">{e(r.name)}</td><td>{e(r.type)}</td>'
-            f'<td class="shape">{e("×".join(str(d) for d in r.output_shape))}</td><td class="num">{e(_int(r.params))}</td>'
+            f'<td class="shape">{shown}</td><td class="num">{e(_int(r.params))}</td>'
             f'<td class="num">{e(_int(r.macs))}</td></tr>'
         )
     return (
@@ -159,7 +174,7 @@ def graph_render(g: GraphRender) -> str:
         picture = g.files.get(f"{prefix}svg") or g.files.get(f"{prefix}png")
         dot = g.files.get(f"{prefix}dot")
         if picture is not None:
-            figures.append(f'<figure>{image(picture, title)}<figcaption>{e(title)} {link(dot, "DOT")}</figcaption></figure>')
+            figures.append(zoomable(picture, title, link(dot, "DOT")))
         elif dot is not None:
             text = g.dot_texts.get(f"{prefix}dot", "")
             figures.append(
@@ -241,7 +256,7 @@ def params(view: ParamsSnapshot) -> str:
         items = "".join(f"<li>{e(m)}</li>" for m in p.mismatches)
         parts.append(f'<ul class="mismatches">{items}</ul>')
     if view.plot is not None:
-        parts.append(f'<div class="figures"><figure>{image(view.plot, "parameter histograms")}</figure></div>')
+        parts.append(f'<div class="figures">{zoomable(view.plot, "parameter histograms")}</div>')
     if view.stats is not None:
         parts.append(f'<p class="links">{link(view.stats)}</p>')
     parts.append("</div>")

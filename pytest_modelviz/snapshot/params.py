@@ -17,17 +17,17 @@ from __future__ import annotations
 import json
 import math
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator
-
-import pytest
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pytest_modelviz.errors import ModelvizUsageError, SnapshotFormatError
 from pytest_modelviz.params.stats import ParamStats, Tolerance, ToleranceSpec, compare_stats, compute_stats
 from pytest_modelviz.render.outcome import LITERAL_TEXT, RenderOutcome
 from pytest_modelviz.snapshot.extension import TextSnapshotExtension, check_snapshot, display_path
 from pytest_modelviz.snapshot.files import PARAMS_EXTENSION, StoredText
+from pytest_modelviz.snapshot.labels import snapshot_label
 
 if TYPE_CHECKING:
     from syrupy.assertion import SnapshotAssertion
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from pytest_modelviz.session import ModelvizSession
 
 PLOT_LIMIT = 48  # small multiples drawn; a 7B model has hundreds of tensors and nobody reads them all
-_LABELS_KEY = pytest.StashKey[dict[str, int]]()
 
 
 class StatsText(str):
@@ -135,12 +134,10 @@ def assert_param_snapshot(
     dict like ``{"fc.*": 1e-2}`` overrides them for the tensors its glob patterns match.
     """
     __tracebackhide__ = True  # the failure is the message, not this function's locals
-    if name is not None and (not isinstance(name, str) or not name.strip()):
-        raise ModelvizUsageError(f"parameter snapshot name must be a non-empty string, got {name!r}")
     tolerance = Tolerance.resolve(rtol, atol, session.settings.param_rtol, session.settings.param_atol)
     actual = compute_stats(model, bins=bins, buffers=buffers)
     item = snapshot.test_location.item
-    label = _unique_label(item, name.strip() if name else type(model).__name__)
+    label = snapshot_label(item, snapshot, "parameter snapshot", name, actual.model)
     result = check_snapshot(snapshot.use_extension(ParamStatsExtension), label, TolerantStats(actual, tolerance))
     shown = display_path(result.location, item.config.rootpath)
 
@@ -179,13 +176,6 @@ def assert_param_snapshot(
     )
 
 
-def _unique_label(item: pytest.Item, base: str) -> str:
-    """``base``, then ``base-2``, ``base-3``... when one test snapshots several models alike."""
-    used = item.stash.setdefault(_LABELS_KEY, {})
-    used[base] = used.get(base, 0) + 1
-    return base if used[base] == 1 else f"{base}-{used[base]}"
-
-
 def _mismatch_lines(label: str, model: str, shown: str, mismatches: list[str]) -> list[str]:
     limit = 60
     lines = [f"parameter statistics of {model} ({label!r}) differ from the snapshot {shown}:"]
@@ -222,10 +212,12 @@ def _write_artifacts(
         "actual": actual.to_dict(),
         "stored": None if stored is None else stored.to_dict(),
     }
-    artifacts.write(stats_path, json.dumps(_json_safe(data), indent=1, sort_keys=True) + "\n")
+    written = artifacts.write(stats_path, json.dumps(_json_safe(data), indent=1, sort_keys=True) + "\n")
     pictures = RenderOutcome()
-    plot = pictures.attempt("parameter histograms",
-                            lambda: _plot_histograms(actual, stored, folder / "histograms.svg"))
+    plot = None
+    if written is not None:
+        plot = pictures.attempt("parameter histograms", lambda: _queue_histograms(
+            artifacts, stats_path, folder / "histograms.svg", f"parameter histograms {label!r}"))
     artifacts.record(
         "params",
         name=label,
@@ -249,26 +241,76 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _queue_histograms(artifacts: ArtifactDir, stats_path: Path, path: Path, subject: str) -> Path | None:
+    """Queue the histogram picture, drawn from the statistics JSON when the run ends (matplotlib
+    costs seconds a test need not wait for); None, with a warning, without matplotlib."""
+    import importlib.util
+
+    from pytest_modelviz.render.pending import Picture, queue
+
+    if importlib.util.find_spec("matplotlib") is None:
+        _warn_no_matplotlib()
+        return None
+    picture = Picture("histograms", subject, artifacts.relative(stats_path), artifacts.relative(path))
+    return path if queue(artifacts, [picture]) else None
+
+
+def plot_histograms_file(stats_path: Path, path: Path) -> Path | None:
+    """The histogram picture of a ``stats.json`` written by ``_write_artifacts``."""
+    data = json.loads(stats_path.read_text(encoding="utf-8"))
+    stored = data.get("stored")
+    return _plot_histograms(_stats_from_json(data["actual"]),
+                            None if stored is None else _stats_from_json(stored), path)
+
+
+def _stats_from_json(data: dict[str, Any]) -> ParamStats:
+    """``ParamStats.to_dict`` read back; NaN and infinities were written as strings (``_json_safe``)."""
+    from pytest_modelviz.params.stats import TensorStats
+
+    def number(value: Any) -> float:
+        return float(value)  # float("nan"), float("inf") read the strings back
+
+    tensors = tuple(
+        TensorStats(
+            name=t["name"], kind=t["kind"], shape=tuple(t["shape"]), dtype=t["dtype"], trainable=t["trainable"],
+            count=t["count"], nonfinite=t["nonfinite"], mean=number(t["mean"]), std=number(t["std"]),
+            min=number(t["min"]), max=number(t["max"]), quantiles=tuple(number(q) for q in t["quantiles"]),
+            hist=tuple(number(h) for h in t["hist"]),
+        )
+        for t in data["tensors"]
+    )
+    return ParamStats(model=data["model"], bins=data["bins"], quantiles=tuple(data["quantiles"]), tensors=tensors)
+
+
+def _warn_no_matplotlib() -> None:
+    import warnings
+
+    warnings.warn(
+        "pytest-modelviz: matplotlib is not installed, so parameter histograms are not drawn "
+        "(pip install 'pytest-modelviz[render]')",
+        stacklevel=4,
+    )
+
+
 def _plot_histograms(actual: ParamStats, stored: ParamStats | None, path: Path) -> Path | None:
     """Small multiples of each tensor's histogram, the stored one outlined; a reproducible SVG."""
     try:
         import matplotlib
         from matplotlib.figure import Figure
     except ImportError:
-        import warnings
-
-        warnings.warn(
-            "pytest-modelviz: matplotlib is not installed, so parameter histograms are not drawn "
-            "(pip install 'pytest-modelviz[render]')",
-            stacklevel=2,
-        )
+        _warn_no_matplotlib()
         return None
     tensors = actual.tensors[:PLOT_LIMIT]
     cols = min(4, len(tensors))
     rows = math.ceil(len(tensors) / cols)
     comparable = stored is not None and stored.bins == actual.bins
+    width, height = 3 * cols, 2.1 * rows + 0.4
     with matplotlib.rc_context({"svg.hashsalt": "pytest-modelviz", "font.size": 7, **LITERAL_TEXT}):
-        fig = Figure(figsize=(3 * cols, 2.1 * rows + 0.4), layout="constrained")
+        # Fixed margins (in inches) instead of a layout engine: "constrained" solves the layout
+        # with an extra draw and more than doubles the time of this picture.
+        fig = Figure(figsize=(width, height))
+        fig.subplots_adjust(left=0.45 / width, right=1 - 0.15 / width, bottom=0.3 / height, top=1 - 0.55 / height,
+                            wspace=0.3, hspace=0.6)
         axes = fig.subplots(rows, cols, squeeze=False)
         for ax, t in zip(axes.flat, tensors):
             _draw_one(ax, t, stored.get(t.name) if comparable and stored is not None else None)

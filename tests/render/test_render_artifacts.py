@@ -11,8 +11,9 @@ from render_graphs import conv_net_graph
 
 from pytest_modelviz.artifacts import ArtifactDir
 from pytest_modelviz.errors import RenderWarning
-from pytest_modelviz.render import render_graph_artifacts
 from pytest_modelviz.render import graphviz as gv
+from pytest_modelviz.render import render_graph_artifacts
+from pytest_modelviz.render.pending import Drawn, draw_pending, read_pictures
 
 PURE = Path(sys.executable).parent / gv.PURE_NAME
 ALL_KEYS = {"dot", "svg", "png", "hiddenlayer_dot", "hiddenlayer_svg", "hiddenlayer_png", "torchviz_dot", "torchviz_svg"}
@@ -37,14 +38,23 @@ def _render(artifacts: ArtifactDir, **kwargs) -> dict:
                                   **kwargs)
 
 
-def test_everything_is_written_and_recorded(artifacts: ArtifactDir, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("later", [True, False])
+def test_everything_is_written_and_recorded(artifacts: ArtifactDir, monkeypatch: pytest.MonkeyPatch,
+                                            later: bool) -> None:
     monkeypatch.setenv(gv.ENV_VAR, str(PURE))
     model, args = _small_model()
-    data = _render(artifacts, model=model, example_args=args)
+    data = _render(artifacts, model=model, example_args=args, later=later)
     assert set(data["files"]) == ALL_KEYS
     assert data["renderer"] == "graphviz-pure"
     assert data["note"] is None and data["errors"] == []
     assert data["tensorboard_graph"] is True
+    if later:  # the test wrote the cheap files and queued the pictures; the run's end draws them
+        assert not (artifacts.root / data["files"]["svg"]).exists()
+        assert not (artifacts.root / data["files"]["hiddenlayer_dot"]).exists()
+        assert [p.state for p in read_pictures(artifacts.root)] == ["pending"] * 6
+        assert draw_pending([artifacts.root]) == Drawn()
+        assert [p.state for p in read_pictures(artifacts.root)] == ["drawn"] * 6
+        assert "rankdir=TB" in (artifacts.root / data["files"]["hiddenlayer_dot"]).read_text()
     for key, rel in data["files"].items():
         path = artifacts.root / rel
         assert path.is_file() and path.stat().st_size > 0, key
@@ -88,13 +98,32 @@ def test_a_failing_renderer_is_recorded_warned_and_costs_nothing_else(
     broken.chmod(0o755)
     monkeypatch.setenv(gv.ENV_VAR, str(broken))
     with pytest.warns(RenderWarning, match="out of crayons") as caught:
-        data = _render(artifacts)
+        data = _render(artifacts, later=False)
     assert len(caught) == len(data["errors"]) == 4  # graph and hiddenlayer, svg and png each
     assert all("(exit 3)" in e for e in data["errors"])
     assert set(data["files"]) == {"dot", "hiddenlayer_dot"}
     assert data["renderer"] == "dot"
     assert data["tensorboard_graph"] is True
     assert "out of crayons" in data["note"]
+
+
+def test_pictures_that_fail_at_the_end_of_the_run_are_named_with_the_reason(
+        artifacts: ArtifactDir, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        recwarn: pytest.WarningsRecorder) -> None:
+    broken = tmp_path / "bin" / "dot"
+    broken.parent.mkdir()
+    broken.write_text("#!/bin/sh\necho 'Error: out of crayons' >&2\nexit 3\n", encoding="utf-8")
+    broken.chmod(0o755)
+    monkeypatch.setenv(gv.ENV_VAR, str(broken))
+    data = _render(artifacts)
+    assert data["errors"] == [] and not [w for w in recwarn if issubclass(w.category, RenderWarning)]
+    drawn = draw_pending([artifacts.root])
+    failed = sorted(p.output for _, p in drawn.failed)
+    assert failed == ["graph-net/graph.png", "graph-net/graph.svg", "graph-net/hiddenlayer.png", "graph-net/hiddenlayer.svg"]
+    assert all("(exit 3)" in p.message and "out of crayons" in p.message for _, p in drawn.failed)
+    states = {p.output: p.state for p in read_pictures(artifacts.root)}  # kept for the report
+    assert states["graph-net/hiddenlayer.dot"] == "drawn" and states["graph-net/graph.svg"] == "failed"
+    assert draw_pending([artifacts.root]) == Drawn()  # drawn once: nothing is pending any more
 
 
 def test_a_failing_forward_loses_only_the_torchviz_picture(

@@ -86,3 +86,49 @@ def test_awkward_names_stay_inside_their_labels() -> None:
     for name in AWKWARD_NAMES:
         assert quote(name)[1:-1] in text
     assert 'label="Model \\"<ü>\\" (train), 0 params"' in text
+
+
+def _stack_graph(widths: list[int]):
+    """A transformer-like stack: ``layers.<i>`` blocks of Linear > ReLU > add, as capture records them."""
+    from pytest_modelviz.graph.model import ArchitectureGraph, Node, TensorSpec, Totals
+
+    spec = (TensorSpec((1, 8), "float32"),)
+    nodes = [Node(0, "input.x", "input", "input", outputs=spec)]
+    prev = 0
+    for i, width in enumerate(widths):
+        out = (TensorSpec((1, width), "float32"),)
+        base = len(nodes)
+        nodes += [
+            Node(base, f"layers.{i}.fc", "module", "torch.nn.Linear", scope=f"layers.{i}", outputs=out, parents=(prev,)),
+            Node(base + 1, f"layers.{i}.relu", "module", "torch.nn.ReLU", scope=f"layers.{i}", outputs=out,
+                 parents=(base,)),
+            Node(base + 2, f"layers.{i}.add", "operator", "operator.add", scope=f"layers.{i}", outputs=out,
+                 parents=(base + 1, 0)),
+        ]
+        prev = base + 2
+    nodes.append(Node(len(nodes), "output", "output", "output", inputs=nodes[prev].outputs, parents=(prev,)))
+    return ArchitectureGraph("Stack", False, tuple(nodes), Totals(0, 0, 0, 0, 0))
+
+
+def test_a_run_of_identical_blocks_is_drawn_once_and_one_box() -> None:
+    from pytest_modelviz.render.dot import find_folds
+
+    graph = _stack_graph([8, 8, 8, 8, 8])
+    [fold] = find_folds(graph.nodes)
+    assert (fold.scope, fold.first, fold.names) == ("layers", "layers.0", ("layers.1", "layers.2", "layers.3", "layers.4"))
+    dot = to_dot(graph)
+    assert "layers.0.fc" in dot and "layers.1.fc" not in dot and "layers.4.add" not in dot
+    assert quote("layers.1 ... layers.4\n4 more blocks like layers.0\n0 params") in dot
+    # layers.0 feeds the folded box, the box feeds the output; the input's skip edges go to it once
+    assert "  n3 -> f0;" in dot and "  f0 -> n16;" in dot and dot.count("n0 -> f0;") == 1
+    assert to_dot(graph, fold=False).count("layers.4.add") == 1
+    proc = subprocess.run([str(Path(sys.executable).parent / "graphviz-pure"), "-Tsvg"], input=dot.encode(),
+                          capture_output=True, timeout=60, check=False)
+    assert proc.returncode == 0 and b"<svg" in proc.stdout
+
+
+def test_blocks_that_differ_are_not_folded() -> None:
+    from pytest_modelviz.render.dot import find_folds
+
+    assert find_folds(_stack_graph([8, 8, 16, 8]).nodes) == []  # layers.2 differs: no run of 3
+    assert [f.names for f in find_folds(_stack_graph([16, 8, 8, 8]).nodes)] == [("layers.2", "layers.3")]

@@ -18,6 +18,7 @@ from pytest_modelviz.artifacts import ArtifactDir  # noqa: E402
 from pytest_modelviz.graph.capture import capture  # noqa: E402
 from pytest_modelviz.render import render_graph_artifacts  # noqa: E402
 from pytest_modelviz.render.dot import to_dot  # noqa: E402
+from pytest_modelviz.render.pending import draw_pending  # noqa: E402
 from pytest_modelviz.tensorboard.graph import tb_names, to_graph_def, write_graph_event  # noqa: E402
 
 PURE = Path(sys.executable).parent / gv.PURE_NAME
@@ -42,6 +43,7 @@ def test_resnet18_all_renders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
                                   model=model, example_args=(x,))
     assert data["errors"] == [] and data["tensorboard_graph"]
     assert {"svg", "png", "hiddenlayer_svg", "torchviz_svg"} <= set(data["files"])
+    assert draw_pending([artifacts.root]).failed == ()  # drawn when the run ends; here, now
     hl_dot = (artifacts.root / data["files"]["hiddenlayer_dot"]).read_text(encoding="utf-8")
     assert "Conv7x7/s2 &gt; BatchNorm &gt; Relu" in hl_dot  # the stem, folded
     assert hl_dot.count("'6'>Add<") == 8  # one residual add per BasicBlock

@@ -1,19 +1,21 @@
 """Pictures never change a test's outcome, as users run them (pytester).
 
 User text is drawn as written (``$\\notacommand$`` in a run, metric or layer name is text, not
-mathtext), values matplotlib's axes cannot span are drawn clamped, and a picture that still cannot
-be made is a note in the record and a ``RenderWarning``, written in that order.
+mathtext; in SVG, escaped), values near the float limits are drawn, and a picture that still cannot
+be made in the test is a note in the record and a ``RenderWarning``, written in that order. One
+drawn at the end of the run that cannot be made is named, with the reason, in the report and after
+the summary.
 """
 
 from __future__ import annotations
 
 import html
 import textwrap
+import xml.etree.ElementTree as ET
 
 import pytest
-
 from modelviz_testing import run_dir_of
-from user_runs import PNG_MAGIC, USER_PRELUDE, folder_of, read_records, train_record
+from user_runs import USER_PRELUDE, folder_of, read_records, train_record
 
 NOT_A_COMMAND = r"$\notacommand$"
 
@@ -70,11 +72,15 @@ def test_mathtext_and_huge_values_are_drawn_and_every_test_passes(pytester: pyte
                  "test_layer_names_train"):
         folder = folder_of(run_dir, test)
         train = train_record(folder)
-        assert (folder / train["curves"]).read_bytes()[:8] == PNG_MAGIC, test
+        svg = ET.parse(folder / train["curves"]).getroot()  # well-formed: no name broke out of its element
+        assert svg.tag == "{http://www.w3.org/2000/svg}svg", test
     assert train_record(folder_of(run_dir, "test_run_name"))["name"] == f"{NOT_A_COMMAND} run"
-    metrics = train_record(folder_of(run_dir, "test_metric_names_and_values"))
+    folder = folder_of(run_dir, "test_metric_names_and_values")
+    metrics = train_record(folder)
     assert metrics["eval"][NOT_A_COMMAND] == [[0, 1e308], [1, -1e308], [2, 5e-324]]  # kept as they are
-    assert metrics["note"] == f"training curves: {NOT_A_COMMAND} has values beyond ±1e+300, drawn at ±1e+300 (the record keeps them as they are)"
+    assert metrics["note"] == ""
+    texts = [t.text for t in ET.parse(folder / metrics["curves"]).getroot().iter("{http://www.w3.org/2000/svg}text")]
+    assert NOT_A_COMMAND in texts and "$x$" in texts and "1e+308" in texts and "-1e+308" in texts
 
     params_folder = folder_of(run_dir, "test_layer_names_parameters")
     [params] = [r for r in read_records(params_folder) if r["kind"] == "params"]
@@ -86,17 +92,33 @@ def test_mathtext_and_huge_values_are_drawn_and_every_test_passes(pytester: pyte
 
 
 CANNOT_DRAW = USER_PRELUDE + """
-import matplotlib
-
 
 def test_curves_cannot_be_drawn(short_train):
-    with matplotlib.rc_context({"savefig.dpi": 1_000_000}):  # no PNG can be that large
-        result = short_train(make_model(), make_data(), loss_fn=F.cross_entropy, optimizer=sgd, steps=3, name="big")
+    result = short_train(make_model(), make_data(), loss_fn=F.cross_entropy, optimizer=sgd, steps=3, name="big")
     result.assert_loss_decreased()
+"""
+
+# The curves are drawn by a few lines of pure Python that no user input makes fail, so the failure
+# is injected: what is tested is what happens to the record and the test when a picture fails.
+BROKEN_CURVES = """
+import importlib
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def curves_that_fail(monkeypatch):
+    def curves_svg(result):
+        raise ValueError("Image size of 1000000x1000000 pixels is too large")
+
+    # The module as the plugin imports it (sys.modules), not a package attribute an earlier
+    # in-process run may have left pointing at an older copy.
+    monkeypatch.setattr(importlib.import_module("pytest_modelviz.train.curves"), "curves_svg", curves_svg)
 """
 
 
 def test_a_picture_that_cannot_be_made_is_a_note_and_a_warning_not_a_failure(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(BROKEN_CURVES)
     pytester.makepyfile(test_user=CANNOT_DRAW)
     result = pytester.runpytest("--modelviz", "--modelviz-device=cpu", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, warnings=1)
@@ -114,6 +136,7 @@ def test_a_picture_that_cannot_be_made_is_a_note_and_a_warning_not_a_failure(pyt
 
 
 def test_with_warnings_as_errors_the_record_is_written_before_the_warning(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(BROKEN_CURVES)
     pytester.makepyfile(test_user=CANNOT_DRAW)
     result = pytester.runpytest("--modelviz", "--modelviz-device=cpu", "-p", "no:cacheprovider", "-W", "error")
     result.assert_outcomes(failed=1)  # the user asked for warnings to fail tests
@@ -147,14 +170,62 @@ def test_trains(short_train):
 """
 
 
-def test_without_matplotlib_the_report_says_why_there_are_no_curves(pytester: pytest.Pytester) -> None:
+def test_without_matplotlib_the_curves_are_still_drawn(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(WITHOUT_MATPLOTLIB)
     pytester.makepyfile(test_user=TRAINS)
     result = pytester.runpytest_subprocess("--modelviz", "--modelviz-device=cpu", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     run_dir = run_dir_of(pytester)
-    train = train_record(folder_of(run_dir, "test_trains"))
-    assert train["curves"] is None
-    assert train["note"].startswith("training curves: skipped: matplotlib is not installed")
-    assert "pip install 'pytest-modelviz[render]'" in train["note"]
-    assert html.escape(train["note"]) in (run_dir / "report.html").read_text()  # the report says why
+    folder = folder_of(run_dir, "test_trains")
+    train = train_record(folder)
+    assert train["curves"] == "train-plain/curves.svg" and train["note"] == ""
+    assert ET.parse(folder / train["curves"]).getroot().tag == "{http://www.w3.org/2000/svg}svg"
+    assert 'src="' + folder.name + '/train-plain/curves.svg"' in (run_dir / "report.html").read_text()
+
+
+BROKEN_DOT = """#!/bin/sh
+echo "Error: out of crayons" >&2
+exit 3
+"""
+
+GRAPH_AND_HISTOGRAMS = USER_PRELUDE + """
+
+def test_graph(graph_snapshot):
+    graph_snapshot(make_model(), torch.zeros(1, 4))
+
+
+def test_histograms(graph_snapshot, modelviz_artifacts):
+    graph_snapshot.parameters(make_model())
+    # A folder where the picture is to be written: matplotlib cannot write it when the run ends.
+    [folder] = modelviz_artifacts.root.glob("params-*")
+    (folder / "histograms.svg").mkdir()
+"""
+
+
+def test_pictures_drawn_at_the_end_of_the_run_that_fail_are_named_and_cost_no_test(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = pytester.path / "bin" / "dot"
+    broken.parent.mkdir()
+    broken.write_text(BROKEN_DOT, encoding="utf-8")
+    broken.chmod(0o755)
+    monkeypatch.setenv("MODELVIZ_GRAPHVIZ", str(broken))
+    pytester.makepyfile(test_user=GRAPH_AND_HISTOGRAMS)
+    result = pytester.runpytest_subprocess("--modelviz", "--snapshot-update", "-p", "no:cacheprovider",
+                                           "-W", "error::pytest_modelviz.errors.RenderWarning")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([
+        "modelviz: 6 picture(s) could not be drawn (the report says which and why; test results are not affected): *",
+    ])
+    assert "out of crayons" in result.stdout.str() and "IsADirectoryError" in result.stdout.str()
+    run_dir = run_dir_of(pytester)
+    page = (run_dir / "report.html").read_text()
+    graph = folder_of(run_dir, "test_graph")
+    [render] = [r for r in read_records(graph) if r["kind"] == "graph_render"]
+    assert render["errors"] == [] and (graph / render["files"]["hiddenlayer_dot"]).is_file()
+    for key in ("svg", "png", "hiddenlayer_svg", "hiddenlayer_png", "torchviz_svg"):
+        assert not (graph / render["files"][key]).exists()
+        message = f"picture {render['files'][key]} (graph 'Sequential') could not be drawn: dot failed to draw"
+        assert html.escape(message) in page, key
+    assert "out of crayons" in page
+    assert html.escape("picture params-Sequential/histograms.svg (parameter histograms 'Sequential') "
+                       "could not be drawn: IsADirectoryError") in page

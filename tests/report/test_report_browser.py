@@ -36,6 +36,8 @@ def test_report_renders_in_chromium(tmp_path: Path, modelviz_artifacts: Artifact
     for text in ("pytest-modelviz report", "Training loss", "Snapshot difference", "Layer", "loss decreases"):
         assert text in dom
     assert dom.count('class="chart"') == 5
+    # Big pictures: the script offers their actual size (the button is hidden without scripts).
+    assert '<button type="button" class="zoom">actual size</button>' in dom
 
     png = modelviz_artifacts.path("report.png")
     screenshot(chromium, report, tmp_path / "profile-shot", png)

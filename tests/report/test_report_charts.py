@@ -126,3 +126,38 @@ def sweep_charts() -> str:
             assert not list(root.iter(f"{ns}script"))
             checked += 1
     return f"checked {checked}"
+
+
+def test_a_standalone_chart_file_is_styled_and_escapes_its_title() -> None:
+    from pytest_modelviz.report.charts import CHART_CSS, chart_document
+
+    charts = [line_chart([Series("a", ((0, 1.0), (1, 0.5)))], title=f"t{i}") for i in range(2)]
+    doc = chart_document(charts, title='<run> & "x"')
+    root = ET.fromstring(doc.split("\n", 1)[1])
+    ns = "{http://www.w3.org/2000/svg}"
+    assert root.find(f"{ns}title").text == '<run> & "x"'
+    assert CHART_CSS in root.find(f"{ns}style").text  # styled on its own, as an <img> or opened alone
+    assert [s.get("y") for s in root.findall(f"{ns}svg")] == ["0", str(240 + 8)]  # stacked
+    assert root.get("height") == str(2 * 240 + 8)
+
+
+def test_training_curves_are_one_svg_with_every_name_escaped() -> None:
+    from types import SimpleNamespace
+
+    from pytest_modelviz.train.curves import curves_svg
+
+    hostile = '<script>alert(1)</script> & "$\\notacommand$"'
+    result = SimpleNamespace(name=hostile, losses=[2.0, 1.0, math.nan, 0.5],
+                             eval={hostile: [(0, 1e308), (2, -1e308)], "acc": [(0, 0.1), (3, 0.9)]})
+    svg = curves_svg(result)
+    assert "<script>" not in svg
+    root = ET.fromstring(svg.split("\n", 1)[1])
+    ns = "{http://www.w3.org/2000/svg}"
+    texts = [t.text for t in root.iter(f"{ns}text")]
+    assert f"{hostile}: training loss" in texts and f"{hostile}: evaluation" in texts
+    assert _clip_of(f"{hostile} train loss") in texts and "acc" in texts
+    assert [t.text for t in root.iter(f"{ns}title")][1:] == [f"{hostile} train loss: NaN at step 2"]
+
+
+def _clip_of(text: str, n: int = 22) -> str:
+    return text if len(text) <= n else text[: n - 1] + "\u2026"

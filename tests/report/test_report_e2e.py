@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from modelviz_testing import run_dir_of
 
 PROJECT = """

@@ -14,11 +14,19 @@ import secrets
 import shutil
 import time
 import unicodedata
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any
 
-from pytest_modelviz.records import RECORDS_FILE, AnyRecord, read_json_lines, read_record_file, to_line
+from pytest_modelviz.records import (
+    RECORDS_FILE,
+    AnyRecord,
+    ToJson,
+    read_json_lines,
+    read_record_file,
+    to_line,
+)
 
 try:  # advisory locks mark a run in progress; Windows has none, and there a marked run is always kept
     import fcntl
@@ -209,7 +217,8 @@ def _run_name() -> str:
     order the runs started (the pruning of old runs relies on it), and ends with 12 random bits."""
     now = time.time()
     millis = int(now * 1000) % 1000
-    return time.strftime("run-%Y%m%d-%H%M%S", time.localtime(now)) + f"-{millis:03x}{secrets.randbelow(4096):03x}"
+    stamp = time.strftime("run-%Y%m%d-%H%M%S", time.localtime(now))
+    return f"{stamp}-{millis:03x}{secrets.randbelow(4096):03x}"
 
 
 def _attempt(what: str, step: Callable[[], list[str]]) -> list[str]:
@@ -271,7 +280,8 @@ def point_latest(base: Path, name: str) -> list[str]:
             tmp.unlink(missing_ok=True)
         return notes + _write_latest_text(base, name)
     stale_text = base / LATEST_TEXT
-    if stale_text.is_file() and RUN_NAME.match(stale_text.read_text(encoding="utf-8", errors="replace").strip()):
+    if stale_text.is_file() and RUN_NAME.match(
+            stale_text.read_text(encoding="utf-8", errors="replace").strip()):
         stale_text.unlink()  # ours, and it would name an older run than the link
     return notes
 
@@ -303,7 +313,9 @@ def _looks_like_a_run(entries: list[Path]) -> bool:
     known = {"outcomes.json", "report.html", IN_PROGRESS}
     has_run_file = any(p.name in known for p in entries)
     return has_run_file and all(
-        p.name in known or (p.is_dir() and _TEST_DIR_NAME.match(p.name)) or (p.name.startswith(".") and p.name.endswith(".tmp"))
+        p.name in known
+        or (p.is_dir() and _TEST_DIR_NAME.match(p.name))
+        or (p.name.startswith(".") and p.name.endswith(".tmp"))
         for p in entries
     )
 
@@ -329,10 +341,6 @@ def prune_runs(base: Path, keep: int, *, current: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------- one test's folder
-
-
-class _ToJson(Protocol):
-    def to_json(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -394,7 +402,7 @@ class ArtifactDir:
             self._write_failed(target, exc)
             return None
 
-    def record(self, kind: str | _ToJson, **data: Any) -> bool:
+    def record(self, kind: str | ToJson, **data: Any) -> bool:
         """Append one record for the run report: a record object from ``records``, or a ``kind``
         (like ``"graph"``, ``"train"``) with its fields.
 

@@ -6,7 +6,7 @@ Loaded with the entry point, so torch is imported only when CUDA must be asked a
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import pytest
 

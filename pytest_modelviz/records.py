@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Union
+from typing import Any, ClassVar, Protocol
 
 RECORDS_FILE = "modelviz.jsonl"
 OUTCOMES_FILE = "outcomes.json"
@@ -125,7 +126,8 @@ class _Reader:
             self.bad("version", f"expected a whole number, got {_short(value)}")
             return RECORD_VERSION
         if version > RECORD_VERSION:
-            self.problems.append(f"written by a newer pytest-modelviz (record version {version}); shown as far as known")
+            self.problems.append(
+                f"written by a newer pytest-modelviz (record version {version}); shown as far as known")
         return version
 
 
@@ -225,8 +227,9 @@ class ArchitectureRecord:
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.KIND, "version": self.version, "name": self.name, "model": self.model,
-            "training": self.training, "totals": dict(self.totals), "rows": [r.to_json() for r in self.rows],
-            "snapshot": self.snapshot, "diff": self.diff, "text": self.text, "torch_version": self.torch_version,
+            "training": self.training, "totals": dict(self.totals),
+            "rows": [r.to_json() for r in self.rows], "snapshot": self.snapshot, "diff": self.diff,
+            "text": self.text, "torch_version": self.torch_version,
         }
 
     @classmethod
@@ -405,8 +408,8 @@ class CheckRecord:
     problems: tuple[str, ...] = field(default=(), compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return _drop_none({"kind": self.KIND, "version": self.version, "name": self.name, "passed": self.passed,
-                           "message": self.message, "train": self.train})
+        return _drop_none({"kind": self.KIND, "version": self.version, "name": self.name,
+                           "passed": self.passed, "message": self.message, "train": self.train})
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CheckRecord:
@@ -435,8 +438,8 @@ class VisdomRecord:
     problems: tuple[str, ...] = field(default=(), compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.KIND, "version": self.version, "env": self.env, "json": self.json, "log": self.log,
-                "replay": self.replay, "server": self.server, "windows": self.windows}
+        return {"kind": self.KIND, "version": self.version, "env": self.env, "json": self.json,
+                "log": self.log, "replay": self.replay, "server": self.server, "windows": self.windows}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> VisdomRecord:
@@ -468,8 +471,8 @@ class UnreadableRecord:
     problems: tuple[str, ...] = ()
 
 
-Record = Union[ArchitectureRecord, ParamsRecord, GraphRenderRecord, TrainRecord, CheckRecord, VisdomRecord]
-AnyRecord = Union[Record, UnknownRecord, UnreadableRecord]
+Record = ArchitectureRecord | ParamsRecord | GraphRenderRecord | TrainRecord | CheckRecord | VisdomRecord
+AnyRecord = Record | UnknownRecord | UnreadableRecord
 KINDS: dict[str, type[Record]] = {
     cls.KIND: cls
     for cls in (ArchitectureRecord, ParamsRecord, GraphRenderRecord, TrainRecord, CheckRecord, VisdomRecord)
@@ -511,7 +514,13 @@ def _dump_short(data: Any) -> str:
     return text if len(text) <= _MAX_RAW else text[:_MAX_RAW] + "\u2026"
 
 
-def to_line(record: Record | Mapping[str, Any]) -> str:
+class ToJson(Protocol):
+    """What a record line is written from: each ``Record`` class."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def to_line(record: ToJson | Mapping[str, Any]) -> str:
     """One line for ``modelviz.jsonl``. NaN and infinities are written as JSON's ``NaN``/``Infinity``,
     which this reader (and Python's ``json``) reads back; anything else unknown becomes its text."""
     data = record.to_json() if hasattr(record, "to_json") else dict(record)
@@ -617,7 +626,8 @@ class RunOutcomes:
         return cls(
             tests=tuple(tests), started=r.number("started"), finished=r.number("finished"),
             exit_status=r.count("exit_status"),
-            interrupted=interrupted if isinstance(interrupted, str) else ("interrupted" if interrupted is True else ""),
+            interrupted=(interrupted if isinstance(interrupted, str)
+                         else "interrupted" if interrupted is True else ""),
             not_run=r.texts("not_run"), notes=r.texts("notes"), not_written=r.texts("not_written"),
             snapshot_changes=max(0, changes or 0), extras=dict(r.mapping("extras")),
             version=r.version(), problems=tuple(r.problems),

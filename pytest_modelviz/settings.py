@@ -63,7 +63,9 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="Show the whole raw text diff of a changed architecture snapshot, not a capped one.",
     )
-    parser.addini("modelviz", "Same as --modelviz.", type="bool", default=False)
+    # "bool" is pytest's type tag (pytest 8 takes tags only). pytest 9 also takes a type there, so
+    # mypy may read the tag as a string annotation: it does on a cold cache, not on a warm one.
+    parser.addini("modelviz", "Same as --modelviz.", type="bool", default=False)  # type: ignore[maybe-unrecognized-str-typeform, unused-ignore]
     parser.addini("modelviz_dir", "Same as --modelviz-dir.", default=".modelviz")
     parser.addini("modelviz_device", "Same as --modelviz-device.", default="auto")
     parser.addini("modelviz_visdom", "Same as --modelviz-visdom.", default="offline")
@@ -125,7 +127,8 @@ def _number(config: pytest.Config, ini: str, kind: type[int] | type[float]) -> f
         # pytest's own check of a typed value (a UsageError from pytest 9, a ValueError in 8.4),
         # whose message may not name the key.
         text = str(exc)
-        raise ValueError(text if ini in text else f"ini option {ini} must be {_KIND_WORDS[kind]}: {text}") from None
+        message = text if ini in text else f"ini option {ini} must be {_KIND_WORDS[kind]}: {text}"
+        raise ValueError(message) from None
     try:
         if isinstance(raw, bool):  # True is an int to Python, not to a user
             raise TypeError

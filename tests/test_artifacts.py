@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
-
 from modelviz_testing import run_dir_of
+
 from pytest_modelviz.artifacts import ArtifactDir, safe_dirname
 
 AWKWARD_IDS = [
@@ -33,7 +34,7 @@ def test_safe_dirname_is_portable_bounded_and_unique() -> None:
     assert safe_dirname(AWKWARD_IDS[0]) == safe_dirname(AWKWARD_IDS[0])  # stable
 
 
-def test_artifact_paths_stay_inside_the_test_folder(tmp_path) -> None:
+def test_artifact_paths_stay_inside_the_test_folder(tmp_path: Path) -> None:
     art = ArtifactDir("t::x", tmp_path / "t", persist=True)
     assert art.path("a", "b.txt") == tmp_path / "t" / "a" / "b.txt"
     assert (tmp_path / "t" / "a").is_dir()
@@ -59,7 +60,8 @@ def test_awkward_node_ids_get_distinct_folders(pytester: pytest.Pytester) -> Non
     )
     before = {p for p in pytester.path.rglob("*") if ".modelviz" not in p.parts}
     pytester.runpytest("--modelviz", "-p", "no:cacheprovider").assert_outcomes(passed=7)
-    after = {p for p in pytester.path.rglob("*") if ".modelviz" not in p.parts and "__pycache__" not in p.parts}
+    after = {p for p in pytester.path.rglob("*")
+             if ".modelviz" not in p.parts and "__pycache__" not in p.parts}
     assert after == before, "hostile ids wrote nothing outside the run folder"
     run = run_dir_of(pytester)
     written = sorted(p.read_text(encoding="utf-8") for p in run.glob("*/id.txt"))
@@ -89,7 +91,8 @@ def test_artifacts_written_before_a_failure_or_error_are_kept_and_reported(pytes
     run = run_dir_of(pytester)
     assert [p.read_text() for p in run.rglob("before-failure.txt")] == ["kept"]
     assert [p.read_text() for p in run.rglob("before-error.txt")] == ["kept"]
-    outcomes = {t["nodeid"].split("::")[-1]: t for t in json.loads((run / "outcomes.json").read_text())["tests"]}
+    tests = json.loads((run / "outcomes.json").read_text())["tests"]
+    outcomes = {t["nodeid"].split("::")[-1]: t for t in tests}
     assert outcomes["test_fails"]["outcome"] == "failed"
     assert "boom" in outcomes["test_fails"]["message"]
     assert outcomes["test_errors"]["outcome"] == "error"
@@ -138,7 +141,7 @@ def test_snapshot_changes_are_counted_from_every_workers_records(pytester: pytes
     assert outcomes["snapshot_changes"] == 4  # changed and updated, architecture and params
 
 
-def test_records_reader_skips_a_line_cut_short(tmp_path) -> None:
+def test_records_reader_skips_a_line_cut_short(tmp_path: Path) -> None:
     from pytest_modelviz.artifacts import RECORDS_FILE, read_records, walk_run
     from pytest_modelviz.records import UnreadableRecord, snapshot_changes
 
@@ -149,17 +152,19 @@ def test_records_reader_skips_a_line_cut_short(tmp_path) -> None:
     )
     assert read_records(test_dir) == [{"kind": "architecture", "snapshot": "changed"}]
     (folder,) = walk_run(tmp_path)
-    assert [type(r).__name__ for r in folder.records] == ["ArchitectureRecord", "UnreadableRecord", "UnreadableRecord"]
+    kinds = [type(r).__name__ for r in folder.records]
+    assert kinds == ["ArchitectureRecord", "UnreadableRecord", "UnreadableRecord"]
     assert all(isinstance(r, UnreadableRecord) for r in folder.records[1:])
     assert snapshot_changes(folder.records) == 1
 
 
-def test_a_record_that_cannot_be_written_goes_to_the_handler(tmp_path) -> None:
+def test_a_record_that_cannot_be_written_goes_to_the_handler(tmp_path: Path) -> None:
     """A record that cannot be written is handed to the session (which warns once), not raised."""
     from pytest_modelviz.artifacts import RECORDS_FILE
 
     failures: list[str] = []
-    art = ArtifactDir("t::x", tmp_path / "t", persist=True, on_write_error=lambda p, e: failures.append(p.name))
+    art = ArtifactDir("t::x", tmp_path / "t", persist=True,
+                      on_write_error=lambda p, e: failures.append(p.name))
     assert art.record("note", value=1)
     (tmp_path / "t" / RECORDS_FILE).chmod(0o444)
     if os.access(tmp_path / "t" / RECORDS_FILE, os.W_OK):  # root ignores file modes

@@ -7,7 +7,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from modelviz_testing import run_dir_of
 
 WRITES = """

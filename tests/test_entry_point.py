@@ -6,6 +6,8 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 
+import pytest
+
 HEAVY = ("torch", "tensorboardX", "visdom", "matplotlib", "torchvision", "numpy", "hiddenlayer", "graphviz")
 
 
@@ -23,7 +25,7 @@ def test_importing_the_plugin_imports_nothing_heavy() -> None:
     assert out.stdout.strip() == "", f"the entry point imported {out.stdout.strip()}"
 
 
-def test_pytest_run_without_fixtures_imports_nothing_heavy(pytester) -> None:
+def test_pytest_run_without_fixtures_imports_nothing_heavy(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         f"""
         import sys

@@ -44,12 +44,15 @@ def test_gpu_test_is_skipped_with_a_reason_without_cuda(pytester: pytest.Pyteste
 
 @NO_CUDA
 @pytest.mark.parametrize("expr", ["gpu", "gpu and not slow", "(gpu)", "not slow and not plain_only"])
-def test_a_selection_of_only_gpu_tests_fails_at_start_without_cuda(pytester: pytest.Pytester, expr: str) -> None:
+def test_a_selection_of_only_gpu_tests_fails_at_start_without_cuda(
+    pytester: pytest.Pytester, expr: str
+) -> None:
     pytester.makeini(INI + "    plain_only: x\n")
     pytester.makepyfile(GPU_TESTS.replace("def test_plain", "@pytest.mark.plain_only\ndef test_plain"))
     result = pytester.runpytest("-m", expr)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*-m {expr!r} selects only tests marked gpu (1), but CUDA is not available*"])
+    result.stderr.fnmatch_lines(
+        [f"*-m {expr!r} selects only tests marked gpu (1), but CUDA is not available*"])
     result.stdout.no_fnmatch_line("*passed*")
 
 

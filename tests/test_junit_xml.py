@@ -55,9 +55,8 @@ def _attached(case: ET.Element) -> list[str]:
 def test_attachment_lines_land_in_system_out(pytester: pytest.Pytester, ini: str) -> None:
     pytester.makeini(f"[pytest]\n{ini}\n")
     pytester.makepyfile(TESTS)
-    pytester.runpytest("--modelviz", "--junitxml=junit.xml", "-W", "ignore::pytest.PytestWarning").assert_outcomes(
-        passed=2, failed=1
-    )
+    result = pytester.runpytest("--modelviz", "--junitxml=junit.xml", "-W", "ignore::pytest.PytestWarning")
+    result.assert_outcomes(passed=2, failed=1)
     text = (pytester.path / "junit.xml").read_text(encoding="utf-8")
     assert text.startswith('<?xml version="1.0" encoding="utf-8"?>')
     assert PROPERTY not in text, "the carrier property is gone once the lines are in <system-out>"
@@ -109,7 +108,8 @@ def test_an_unreadable_xml_is_left_alone_with_a_warning(pytester: pytest.Pyteste
 def test_move_keeps_everything_else() -> None:
     xml = (
         '<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="s">'
-        '<testcase name="a"><properties><property name="modelviz_attachments" value="[[ATTACHMENT|/x/a.png]]&#10;"/>'
+        '<testcase name="a"><properties>'
+        '<property name="modelviz_attachments" value="[[ATTACHMENT|/x/a.png]]&#10;"/>'
         '</properties><system-err>err</system-err></testcase>'
         '<testcase name="b"><properties><property name="k" value="v"/>'
         '<property name="modelviz_attachments" value="[[ATTACHMENT|/x/b.png]]&#10;"/></properties>'
@@ -124,4 +124,5 @@ def test_move_keeps_everything_else() -> None:
     assert [(p.get("name"), p.get("value")) for p in cases["b"].iter("property")] == [("k", "v")]
     assert cases["b"].find("system-out").text == "captured\n[[ATTACHMENT|/x/b.png]]\n"
     assert len(cases["c"]) == 0
-    assert move_to_system_out('<testsuites><testsuite name="s"><testcase name="c"/></testsuite></testsuites>') is None
+    no_attachments = '<testsuites><testsuite name="s"><testcase name="c"/></testsuite></testsuites>'
+    assert move_to_system_out(no_attachments) is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from modelviz_testing import run_dir_of
 
 PASSING = "def test_ok(modelviz_artifacts):\n    modelviz_artifacts.path('a.txt').write_text('x')\n"
@@ -87,7 +86,9 @@ modelviz_param_atol = 0
 modelviz_device = "cpu"
 modelviz_gpu_marker = "cuda"
 """
-NATIVE_TOML = pytest.mark.skipif(pytest.version_tuple < (9, 0), reason="[tool.pytest] is read from pytest 9 on")
+NATIVE_TOML = pytest.mark.skipif(pytest.version_tuple < (9, 0),
+                                 reason="[tool.pytest] is read from pytest 9 on")
+INI_OPTIONS = "tool.pytest.ini_options"
 
 
 @pytest.mark.parametrize(
@@ -113,16 +114,18 @@ def test_ini_file_strings_are_read_as_numbers(pytester: pytest.Pytester) -> None
 @pytest.mark.parametrize(
     "table, line, message",
     [
-        ("tool.pytest.ini_options", "modelviz_log_every = 0", "*modelviz_log_every must be >= 1, got 0*"),
-        ("tool.pytest.ini_options", "modelviz_param_rtol = -1.0", "*modelviz_param_rtol must be a finite number >= 0*"),
-        ("tool.pytest.ini_options", 'modelviz_param_atol = "nan"', "*modelviz_param_atol must be a finite number >= 0*"),
-        ("tool.pytest.ini_options", "modelviz_keep_runs = 2.5", "*modelviz_keep_runs must be an integer*2.5*"),
-        ("tool.pytest.ini_options", 'modelviz_gpu_marker = "not"', "*modelviz_gpu_marker must be a marker name*'not'*"),
-        ("tool.pytest.ini_options", 'modelviz_gpu_marker = "skip"', "*modelviz_gpu_marker must be a marker name*'skip'*"),
-        pytest.param("tool.pytest", 'modelviz_log_every = "often"', "*modelviz_log_every*often*", marks=NATIVE_TOML),
-        pytest.param("tool.pytest", "modelviz_log_every = true", "*modelviz_log_every*True*", marks=NATIVE_TOML),
-        pytest.param("tool.pytest", "modelviz_param_rtol = -1", "*modelviz_param_rtol must be a finite number >= 0*",
+        (INI_OPTIONS, "modelviz_log_every = 0", "*modelviz_log_every must be >= 1, got 0*"),
+        (INI_OPTIONS, "modelviz_param_rtol = -1.0", "*modelviz_param_rtol must be a finite number >= 0*"),
+        (INI_OPTIONS, 'modelviz_param_atol = "nan"', "*modelviz_param_atol must be a finite number >= 0*"),
+        (INI_OPTIONS, "modelviz_keep_runs = 2.5", "*modelviz_keep_runs must be an integer*2.5*"),
+        (INI_OPTIONS, 'modelviz_gpu_marker = "not"', "*modelviz_gpu_marker must be a marker name*'not'*"),
+        (INI_OPTIONS, 'modelviz_gpu_marker = "skip"', "*modelviz_gpu_marker must be a marker name*'skip'*"),
+        pytest.param("tool.pytest", 'modelviz_log_every = "often"', "*modelviz_log_every*often*",
                      marks=NATIVE_TOML),
+        pytest.param("tool.pytest", "modelviz_log_every = true", "*modelviz_log_every*True*",
+                     marks=NATIVE_TOML),
+        pytest.param("tool.pytest", "modelviz_param_rtol = -1",
+                     "*modelviz_param_rtol must be a finite number >= 0*", marks=NATIVE_TOML),
         pytest.param("tool.pytest", "modelviz_gpu_marker = 3", "*modelviz_gpu_marker*", marks=NATIVE_TOML),
     ],
 )

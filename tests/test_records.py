@@ -9,8 +9,8 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-
 from modelviz_testing import run_dir_of
+
 from pytest_modelviz.artifacts import ArtifactDir, walk_run
 from pytest_modelviz.records import (
     KINDS,
@@ -20,6 +20,7 @@ from pytest_modelviz.records import (
     GraphRenderRecord,
     LayerRow,
     ParamsRecord,
+    Record,
     RunOutcomes,
     TestOutcome,
     TrainRecord,
@@ -42,8 +43,9 @@ EXAMPLES = [
     ),
     ParamsRecord(name="init", model="ConvNet", snapshot="matched", mismatches=("fc.weight: std 0.1 -> 0.2",),
                  plot="params-init/histograms.svg", stats="params-init/stats.json"),
-    GraphRenderRecord(name="convnet", files={"dot": "g/model.dot", "svg": "g/model.svg"}, renderer="graphviz-pure",
-                      note="no hiddenlayer picture", errors=("torchviz: boom",), tensorboard_graph=True),
+    GraphRenderRecord(name="convnet", files={"dot": "g/model.dot", "svg": "g/model.svg"},
+                      renderer="graphviz-pure", note="no hiddenlayer picture", errors=("torchviz: boom",),
+                      tensorboard_graph=True),
     TrainRecord(name="convnet", model="ConvNet", device="cpu", torch_version="2.14.1", steps=3,
                 losses=(2.3, 1.1, 0.5), lrs=(0.1, 0.1, 0.05), grad_norms=(3.0, 2.0, 1.0),
                 eval={"accuracy": ((1.0, 0.4), (3.0, 0.7))}, curves="train-convnet/curves.png",
@@ -59,7 +61,7 @@ def test_every_kind_has_an_example() -> None:
 
 
 @pytest.mark.parametrize("record", EXAMPLES, ids=lambda r: r.KIND)
-def test_round_trip(record) -> None:
+def test_round_trip(record: Record) -> None:
     line = to_line(record)
     back = parse_line(line)
     assert back == record
@@ -84,12 +86,13 @@ def test_records_as_written_by_keyword_read_back() -> None:
 
 GARBAGE = [
     math.nan, math.inf, -math.inf, 1e308, -1e308, 5e-324, 10**400, -1, True, None, "", "text <script>",
-    [], [0, 5e-324], [1e308, -1e308], ["a", {"b": 1}], {}, {"x": [1, 2]}, [[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]],
+    [], [0, 5e-324], [1e308, -1e308], ["a", {"b": 1}], {}, {"x": [1, 2]},
+    [[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]],
 ]
 
 
 @pytest.mark.parametrize("record", EXAMPLES, ids=lambda r: r.KIND)
-def test_every_field_of_every_kind_survives_garbage(record) -> None:
+def test_every_field_of_every_kind_survives_garbage(record: Record) -> None:
     tried = 0
     for key in record.to_json():
         for value in GARBAGE:
@@ -109,7 +112,7 @@ def test_every_field_of_every_kind_survives_garbage(record) -> None:
     assert tried > 100
 
 
-def _shape(value) -> str:
+def _shape(value: object) -> str:
     return "object" if isinstance(value, dict) else "list" if isinstance(value, list) else "scalar"
 
 
@@ -178,16 +181,18 @@ def test_outcomes_survive_garbage(tmp_path: Path, data: dict) -> None:
 
 def test_outcomes_round_trip(tmp_path: Path) -> None:
     outcomes = RunOutcomes(
-        tests=(TestOutcome("t::a", "passed", 0.5, "t-a-0123456789"), TestOutcome("t::b", "interrupted", 1.0, "b", "x")),
+        tests=(TestOutcome("t::a", "passed", 0.5, "t-a-0123456789"),
+               TestOutcome("t::b", "interrupted", 1.0, "b", "x")),
         started=1.0, finished=2.0, exit_status=2, interrupted="Ctrl-C", not_run=("t::c",), notes=("n",),
         not_written=("report.html (No space left on device)",), snapshot_changes=1, extras={"device": "cpu"},
     )
     path = tmp_path / "outcomes.json"
     path.write_text(json.dumps(outcomes.to_json()), encoding="utf-8")
     assert read_outcomes(path) == outcomes
-    assert [f.name for f in fields(RunOutcomes)] == ["tests", "started", "finished", "exit_status", "interrupted",
-                                                     "not_run", "notes", "not_written", "snapshot_changes",
-                                                     "extras", "version", "problems"]
+    assert [f.name for f in fields(RunOutcomes)] == [
+        "tests", "started", "finished", "exit_status", "interrupted", "not_run", "notes", "not_written",
+        "snapshot_changes", "extras", "version", "problems",
+    ]
     path.write_text('{"tests": [', encoding="utf-8")
     assert "could not be read" in read_outcomes(path).problems[0]
     assert read_outcomes(tmp_path / "missing.json") is None
@@ -241,7 +246,8 @@ def test_the_fixtures_records_read_back_without_problems(pytester: pytest.Pytest
 
 @pytest.mark.parametrize("depth", [50, 900, 5000])
 def test_deep_nesting_inside_a_field(depth: int) -> None:
-    line = '{"kind": "architecture", "name": "deep", "rows": ' + "[" * depth + "]" * depth + ', "totals": {"x": 1}}'
+    rows = "[" * depth + "]" * depth
+    line = '{"kind": "architecture", "name": "deep", "rows": ' + rows + ', "totals": {"x": 1}}'
     record = parse_line(line)
     if isinstance(record, UnreadableRecord):
         assert "nested too deeply" in record.reason

@@ -11,11 +11,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from modelviz_testing import run_dir_of
 
 RUN_PREFIX = "run-"
@@ -72,7 +71,8 @@ def fill_disk(folder):
 def test_writes_then_the_disk_fills(modelviz_artifacts):
     assert modelviz_artifacts.record("note", text="written while there was room")
     fill_disk(os.environ["FILL_DIR"])
-    os.truncate(Path(os.environ["FILL_DIR"]) / "filler", os.path.getsize(Path(os.environ["FILL_DIR"]) / "filler") - 16384)
+    filler = Path(os.environ["FILL_DIR"]) / "filler"
+    os.truncate(filler, os.path.getsize(filler) - 16384)
     # 64 KiB where 16 KiB are free: not raised into the test, and no half line left behind.
     assert not modelviz_artifacts.record("note", text="x" * 65536)
     fill_disk(os.environ["FILL_DIR"])
@@ -82,14 +82,16 @@ def test_fails():
 """
 
 
-@pytest.mark.parametrize("workers", [[], pytest.param(["-n", "2"], marks=pytest.mark.slow)], ids=["single", "xdist"])
+@pytest.mark.parametrize("workers", [[], pytest.param(["-n", "2"], marks=pytest.mark.slow)],
+                         ids=["single", "xdist"])
 def test_a_full_disk_keeps_the_results_and_leaves_nothing_half_written(
     pytester: pytest.Pytester, small_tmpfs: Path, monkeypatch: pytest.MonkeyPatch, workers: list[str]
 ) -> None:
     pytester.makepyfile(test_full=FILLS_THE_DISK)
     monkeypatch.setenv("FILL_DIR", str(small_tmpfs))
     base = small_tmpfs / "runs"
-    result = pytester.runpytest_subprocess("--modelviz", f"--modelviz-dir={base}", "-p", "no:cacheprovider", *workers)
+    result = pytester.runpytest_subprocess("--modelviz", f"--modelviz-dir={base}", "-p", "no:cacheprovider",
+                                           *workers)
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=1, failed=1)
@@ -107,7 +109,8 @@ def test_a_full_disk_keeps_the_results_and_leaves_nothing_half_written(
     assert not (run / "report.html").exists()
     assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")], "no temporary file is left behind"
     (records,) = run.rglob("modelviz.jsonl")
-    assert [json.loads(line)["text"] for line in records.read_text().splitlines()] == ["written while there was room"]
+    texts = [json.loads(line)["text"] for line in records.read_text().splitlines()]
+    assert texts == ["written while there was room"]
     assert not (run / ".in-progress").exists(), "the run is marked finished"
 
     # With room again, the report of the folder as it is can be made: the results were not lost.
@@ -131,7 +134,9 @@ def test_modelviz_dir_that_is_a_file_is_a_usage_error(pytester: pytest.Pytester)
     assert (pytester.path / "taken").read_text() == "a file, not a folder"
 
 
-def test_modelviz_dir_on_a_read_only_file_system_is_a_usage_error(pytester: pytest.Pytester, read_only_fs: Path) -> None:
+def test_modelviz_dir_on_a_read_only_file_system_is_a_usage_error(
+    pytester: pytest.Pytester, read_only_fs: Path
+) -> None:
     pytester.makepyfile("def test_ok():\n    pass\n")
     result = pytester.runpytest_subprocess("--modelviz", f"--modelviz-dir={read_only_fs / 'runs'}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -153,13 +158,15 @@ def test_modelviz_dir_without_permission_is_a_usage_error(pytester: pytest.Pytes
     locked.chmod(0o555)
     try:
         done = subprocess.run(
-            [*prefix, sys.executable, "-m", "pytest", "--modelviz", "--modelviz-dir=locked/runs", "-p", "no:cacheprovider"],
+            [*prefix, sys.executable, "-m", "pytest", "--modelviz", "--modelviz-dir=locked/runs",
+             "-p", "no:cacheprovider"],
             cwd=pytester.path, capture_output=True, text=True,
         )
     finally:
         locked.chmod(0o755)
     assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout + done.stderr
-    assert "--modelviz-dir" in done.stderr and "cannot create a run folder there: Permission denied" in done.stderr
+    assert "--modelviz-dir" in done.stderr
+    assert "cannot create a run folder there: Permission denied" in done.stderr
     assert "INTERNALERROR" not in done.stdout + done.stderr
     assert list(locked.iterdir()) == []
 
@@ -184,8 +191,9 @@ def test_a_latest_folder_restored_from_a_cache_is_moved_aside(pytester: pytest.P
     run = run_dir_of(pytester)  # latest is a link again, to this run
     assert (run / "outcomes.json").is_file() and "test_ok" in (run / "outcomes.json").read_text()
     (moved,) = [p for p in _runs(pytester.path / ".modelviz") if p.name.endswith("-restored")]
-    assert (moved / "report.html").read_text() == "<html>an old run</html>", "the old run is kept, not deleted"
-    result.stdout.fnmatch_lines([f"modelviz: *latest was a folder holding an earlier run*moved to {moved.name}*"])
+    assert (moved / "report.html").read_text() == "<html>an old run</html>", "the old run is kept"
+    result.stdout.fnmatch_lines(
+        [f"modelviz: *latest was a folder holding an earlier run*moved to {moved.name}*"])
     assert not (pytester.path / ".modelviz" / "latest.txt").exists()
 
 
@@ -205,14 +213,16 @@ def test_a_latest_that_is_not_ours_is_left_alone_and_said_so(pytester: pytest.Py
     assert mine.read_text() == "mine"
     (run,) = _runs(pytester.path / ".modelviz")
     assert (pytester.path / ".modelviz" / "latest.txt").read_text().strip() == run.name
-    result.stdout.fnmatch_lines([f"modelviz: *latest is a {what} that is not*left alone*latest.txt names the newest run*"])
+    result.stdout.fnmatch_lines(
+        [f"modelviz: *latest is a {what} that is not*left alone*latest.txt names the newest run*"])
 
 
 # ---------------------------------------------------------------- .gitignore
 
 
 def test_the_runs_folder_is_ignored_by_git(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile("def test_ok(modelviz_artifacts):\n    modelviz_artifacts.path('a.txt').write_text('a')\n")
+    pytester.makepyfile(
+        "def test_ok(modelviz_artifacts):\n    modelviz_artifacts.path('a.txt').write_text('a')\n")
     subprocess.run(["git", "init", "-q"], cwd=pytester.path, check=True)
     pytester.runpytest("--modelviz").assert_outcomes(passed=1)
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=pytester.path,
@@ -286,7 +296,7 @@ def test_slow(modelviz_artifacts, i):
 """
 
 
-def _wait_for(predicate, what: str, proc: subprocess.Popen | None = None) -> None:
+def _wait_for(predicate: Callable[[], object], what: str, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + 120
     while not predicate():
         if proc is not None and proc.poll() is not None:
@@ -296,7 +306,9 @@ def _wait_for(predicate, what: str, proc: subprocess.Popen | None = None) -> Non
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["single", "xdist"])
-def test_a_run_in_progress_is_never_pruned(pytester: pytest.Pytester, tmp_path: Path, workers: list[str]) -> None:
+def test_a_run_in_progress_is_never_pruned(
+    pytester: pytest.Pytester, tmp_path: Path, workers: list[str]
+) -> None:
     """Another session (and its xdist workers) still writing keeps its run, whatever keep_runs says."""
     pytester.makepyfile(test_slow=BLOCKS_UNTIL_RELEASED)
     pytester.makeini("[pytest]\nmodelviz_keep_runs = 1\n")
@@ -314,7 +326,8 @@ def test_a_run_in_progress_is_never_pruned(pytester: pytest.Pytester, tmp_path: 
         pytester.makepyfile(test_slow="def test_quick():\n    pass\n")  # the next runs are quick ones
         for _ in range(2):
             pytester.runpytest("--modelviz").assert_outcomes(passed=1)
-        assert slow_run.is_dir() and len(_runs(pytester.path / ".modelviz")) == 2, "the run in progress was kept"
+        assert slow_run.is_dir(), "the run in progress was kept"
+        assert len(_runs(pytester.path / ".modelviz")) == 2, "the run in progress was kept"
         (gate / "go").write_text("")
         out, _ = slow.communicate(timeout=300)
     finally:

@@ -52,7 +52,8 @@ def test_an_unsupported_python_is_refused_naming_the_supported_ones(version: str
         pytest.skip(f"no Python {version} on this machine to refuse")
     done = bash("find_python", PYTHON=version)
     assert done.returncode == 1 and done.stdout == ""
-    assert f"PYTHON={version} is Python {version}; pytest-modelviz supports Python {' '.join(supported())}." in done.stderr
+    says = f"PYTHON={version} is Python {version}; pytest-modelviz supports Python {' '.join(supported())}."
+    assert says in done.stderr
 
 
 def test_a_version_name_is_found_through_pyenv_or_the_path() -> None:

@@ -8,8 +8,8 @@ Run it from ``example_project/`` (or with ``example_project`` on ``PYTHONPATH``)
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +38,8 @@ def loaders(batch_size: int, *, seed: int = 0, limit: int | None = None) -> tupl
     )
 
 
-def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device) -> float:
+def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                device: torch.device) -> float:
     """One pass over ``loader``; the mean loss."""
     model.train()
     total, seen = 0.0, 0

@@ -61,7 +61,8 @@ def test_extra_plots(tb_writer, visdom_client, train_set):
     tb_writer.add_histogram("data/labels", labels.double(), 0)
     tb_writer.flush()
     counts = torch.bincount(labels, minlength=10).double()
-    win = visdom_client.bar(X=counts.numpy(), win="class-counts", opts={"title": "training samples per class"})
+    win = visdom_client.bar(X=counts.numpy(), win="class-counts",
+                            opts={"title": "training samples per class"})
     assert win == "class-counts"
 
     assert read_tags(tb_writer.logdir, "images") == ["data/samples"]
@@ -84,7 +85,8 @@ def read_tags(logdir: str, kind: str, timeout: float = 20.0) -> list[str]:
 
 def test_training_script_saves_a_checkpoint_that_loads(tmp_path, capsys):
     out = tmp_path / "ckpt.pt"
-    reloaded = main(["--epochs", "1", "--device", "cpu", "--limit", "256", "--out", str(out), "--model", "lenet"])
+    reloaded = main(["--epochs", "1", "--device", "cpu", "--limit", "256", "--out", str(out),
+                     "--model", "lenet"])
     assert "saved" in capsys.readouterr().out
     model = load_checkpoint(LeNet(), out)
     state = torch.load(out, weights_only=True)

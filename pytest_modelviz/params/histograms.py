@@ -9,7 +9,8 @@ the lot back.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from pytest_modelviz.sink import Histogram
 
@@ -78,7 +79,8 @@ def _histograms(tensors: Sequence[torch.Tensor], bins: int) -> list[Histogram]:
     moments = [_moments(f, sums=i not in fused) for i, f in enumerate(flats)]
     # The CPU tensors' ranges in one conversion; elsewhere histc finds the range on the device.
     on_cpu = [i for i, f in enumerate(flats) if f.device.type == "cpu" and f.numel()]
-    ranges = dict(zip(on_cpu, torch.stack([moments[i][:2] for i in on_cpu]).tolist())) if on_cpu else {}
+    lo_hi = torch.stack([moments[i][:2] for i in on_cpu]).tolist() if on_cpu else []
+    ranges = dict(zip(on_cpu, lo_hi, strict=True))
     ranges = {i: (lo - 1.0, hi + 1.0) if lo == hi else (lo, hi) for i, (lo, hi) in ranges.items()}
     counts, sums = _cpu_histograms(flats, ranges, bins, fused)
     for i in fused:
@@ -93,7 +95,7 @@ def _histograms(tensors: Sequence[torch.Tensor], bins: int) -> list[Histogram]:
             row_counts = torch.histc(flat, bins=bins)
         rows.append(torch.cat([moments[i], row_counts]))
     host = _to_host(rows)
-    return [_histogram(values, t.numel(), bins) for values, t in zip(host, tensors)]
+    return [_histogram(values, t.numel(), bins) for values, t in zip(host, tensors, strict=True)]
 
 
 def _moments(flat: torch.Tensor, sums: bool) -> torch.Tensor:
@@ -113,8 +115,10 @@ def _cpu_histograms(flats: list[torch.Tensor], ranges: dict[int, tuple[float, fl
     the sum and sum of squares of those ``fused`` names."""
     import torch
 
-    counts, sums = {}, {}
-    small, large = [], []
+    counts: dict[int, torch.Tensor] = {}
+    sums: dict[int, torch.Tensor] = {}
+    small: list[int] = []
+    large: list[int] = []
     for i, (lo, hi) in ranges.items():
         if bins / (hi - lo) > _MAX_SCALE:
             counts[i] = torch.histc(flats[i], bins=bins, min=lo, max=hi)
@@ -125,7 +129,8 @@ def _cpu_histograms(flats: list[torch.Tensor], ranges: dict[int, tuple[float, fl
     group = max(1, _BATCHED_TABLE // (bins + 1))  # tensors per bincount, bounding its table
     for first in range(0, len(small), group):
         batch = small[first:first + group]
-        counts.update(zip(batch, _batched_counts([flats[i] for i in batch], [ranges[i] for i in batch], bins)))
+        batch_counts = _batched_counts([flats[i] for i in batch], [ranges[i] for i in batch], bins)
+        counts.update(zip(batch, batch_counts, strict=True))
     if large:
         scratch = _Scratch(max(flats[i].numel() for i in large), bins)
         for i in large:
@@ -149,7 +154,8 @@ def _fold(counts: torch.Tensor, bins: int) -> torch.Tensor:
     return counts[..., :bins].float()
 
 
-def _batched_counts(flats: list[torch.Tensor], ranges: list[tuple[float, float]], bins: int) -> list[torch.Tensor]:
+def _batched_counts(flats: list[torch.Tensor], ranges: list[tuple[float, float]],
+                    bins: int) -> list[torch.Tensor]:
     """``_cpu_counts`` of many small tensors at once: each value's bin is offset by its tensor's
     position times ``bins + 1``, so one ``bincount`` counts every tensor's bins side by side."""
     import torch
@@ -225,7 +231,7 @@ def _to_host(rows: list[torch.Tensor]) -> list[list[float]]:
     out: list[list[float]] = [[] for _ in rows]
     for indices in by_device.values():
         stacked = torch.stack([rows[i] for i in indices]).cpu().double().tolist()
-        for i, values in zip(indices, stacked):
+        for i, values in zip(indices, stacked, strict=True):
             out[i] = values
     return out
 

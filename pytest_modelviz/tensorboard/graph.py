@@ -69,7 +69,8 @@ def to_graph_def(graph: ArchitectureGraph) -> GraphDef:
     names = tb_names(graph)
     node_defs = []
     for node in graph.nodes:
-        shapes = [TensorShapeProto(dim=[TensorShapeProto.Dim(size=d) for d in spec.shape]) for spec in node.outputs]
+        shapes = [TensorShapeProto(dim=[TensorShapeProto.Dim(size=d) for d in spec.shape])
+                  for spec in node.outputs]
         attr = {
             "_output_shapes": AttrValue(list=AttrValue.ListValue(shape=shapes)),
             "dtype": AttrValue(s=", ".join(spec.dtype for spec in node.outputs).encode()),

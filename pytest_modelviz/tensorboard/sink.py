@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pytest_modelviz.artifacts import ArtifactDir
 from pytest_modelviz.sink import Histogram
@@ -29,7 +30,7 @@ def open_writer(artifacts: ArtifactDir) -> SummaryWriter:
 def _writer_class() -> type[SummaryWriter]:
     from tensorboardX import SummaryWriter
 
-    class TestSummaryWriter(SummaryWriter):
+    class TestSummaryWriter(SummaryWriter):  # type: ignore[misc]  # tensorboardX has no type information
         """A ``SummaryWriter`` whose ``flush()`` leaves every logged event on disk.
 
         tensorboardX's own ``flush()`` flushes the event file but not the queue its writer thread
@@ -59,19 +60,22 @@ class TensorBoardSink:
     compares runs.
     """
 
-    def __init__(self, writer: SummaryWriter, hparams: Mapping[str, bool | str | float | int] | None = None):
+    def __init__(self, writer: SummaryWriter,
+                 hparams: Mapping[str, bool | str | float | int] | None = None) -> None:
         self.writer = writer
         self.hparams = dict(hparams or {})
         self._last_loss: float | None = None
         self._first_lr: float | None = None
         self._pending: list[tuple[int, list[Any]]] = []  # events not yet written: (step, summary values)
-        self._histogram_step: int | None = None  # the step of the last pending event, when it holds histograms
+        # The step of the last pending event, when it holds histograms.
+        self._histogram_step: int | None = None
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
         from tensorboardX.proto.summary_pb2 import Summary
 
         # What add_scalar writes, without its per-value numpy round trip.
-        self._pending.append((step, [Summary.Value(tag=tag, simple_value=float(value)) for tag, value in values.items()]))
+        summaries = [Summary.Value(tag=tag, simple_value=float(value)) for tag, value in values.items()]
+        self._pending.append((step, summaries))
         self._histogram_step = None
         if len(self._pending) >= MAX_PENDING_EVENTS:
             self._write_pending()

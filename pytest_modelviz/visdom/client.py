@@ -55,7 +55,7 @@ def env_name(nodeid: str) -> str:
     return safe_dirname(nodeid)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _client_class() -> type:
     from visdom import Visdom
 
@@ -68,17 +68,28 @@ def _client_class() -> type:
 
         fell_back: bool = False
         read_timeout_s: float = FIRST_REPLY_TIMEOUT_S  # raised by open_client once the server answered
+        # Set by visdom's __init__ but missing from its stub (visdom/__init__.pyi).
+        session: Any  # a requests.Session
+        server: str
+        port: int
+        base_url: str
+        offline: bool
+        log_to_filename: str | None
 
         def _handle_post(self, url: str, data: Any = None) -> str:
             # visdom posts without a timeout: an unroutable host would hang the test for minutes.
             reply = self.session.post(url, data={} if data is None else data,
                                       timeout=(CONNECT_TIMEOUT_S, self.read_timeout_s))
-            return reply.text
+            text: str = reply.text
+            return text
 
-        def _send(self, msg: dict, endpoint: str = "events", quiet: bool = False,
+        def _send(self, msg: dict[str, Any], endpoint: str = "events", quiet: bool = False,
                   from_log: bool = False, create: bool = True) -> Any:
             try:
-                return super()._send(msg, endpoint, quiet=quiet, from_log=from_log, create=create)
+                # visdom's stub (__init__.pyi) leaves out `create`, which its _send takes.
+                return super()._send(  # type: ignore[call-arg]
+                    msg, endpoint, quiet=quiet, from_log=from_log, create=create
+                )
             except ConnectionError:
                 if self.offline or self.log_to_filename is None:
                     raise
@@ -104,7 +115,9 @@ def _client_class() -> type:
 def connect(address: ServerAddress, cls: type | None = None, **kwargs: Any) -> Any:
     """A ``visdom.Visdom`` (or ``cls``) on ``address`` without the incoming socket."""
     if cls is None:
-        from visdom import Visdom as cls
+        from visdom import Visdom
+
+        cls = Visdom
     kwargs.setdefault("raise_exceptions", True)
     kwargs.setdefault("use_incoming_socket", False)
     with warnings.catch_warnings():

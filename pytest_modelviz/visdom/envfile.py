@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pytest_modelviz.errors import SinkError
 from pytest_modelviz.visdom.replay import read_log
@@ -69,7 +70,8 @@ def rebuild_env(log_path: Path, env: str) -> dict[str, Any]:
     return {"jsons": jsons, "reload": {}}
 
 
-def server_functions() -> tuple[Callable[[Window], Window], Callable[[Window, Window], Window], Callable[[Window], str]]:
+def server_functions() -> tuple[Callable[[Window], Window], Callable[[Window, Window], Window],
+                                Callable[[Window], str]]:
     """``(new_window, update_window, eid_of)``: the visdom server's own functions that turn an
     event into a window, apply an update to one and name an event's env.
 
@@ -81,20 +83,21 @@ def server_functions() -> tuple[Callable[[Window], Window], Callable[[Window, Wi
     from visdom.utils.server_utils import extract_eid, window
 
     limits = list(inspect.signature(UpdateHandler.update).parameters)[2:]
-    if not limits:
-        return window, UpdateHandler.update, extract_eid
-    from visdom.server import defaults
+    values: list[Any] = []
+    if limits:
+        from visdom.server import defaults
 
-    try:
-        values = [getattr(defaults, f"DEFAULT_{name.upper()}") for name in limits]
-    except AttributeError as exc:
-        raise SinkError(
-            f"visdom {_visdom_version()}'s server asks for {', '.join(limits)} to update a window and "
-            f"has no default for one of them ({exc}); the env JSON cannot be rebuilt from the log"
-        ) from exc
+        try:
+            values = [getattr(defaults, f"DEFAULT_{name.upper()}") for name in limits]
+        except AttributeError as exc:
+            raise SinkError(
+                f"visdom {_visdom_version()}'s server asks for {', '.join(limits)} to update a window and "
+                f"has no default for one of them ({exc}); the env JSON cannot be rebuilt from the log"
+            ) from exc
 
     def update(p: Window, msg: Window) -> Window:
-        return UpdateHandler.update(p, msg, *values)
+        updated: Window = UpdateHandler.update(p, msg, *values)
+        return updated
 
     return window, update, extract_eid
 

@@ -8,8 +8,9 @@ offline from the start instead of each waiting for it again.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -41,6 +42,7 @@ def server_address(session: ModelvizSession) -> ServerAddress | None:
 def visdom_client_for_test(
     request: pytest.FixtureRequest, session: ModelvizSession, artifacts: ArtifactDir
 ) -> Generator[Any, None, None]:
+    error: str | None
     try:
         address = server_address(session)
     except SinkError as exc:  # the server of --modelviz-visdom=server did not start

@@ -14,8 +14,9 @@ import argparse
 import json
 import shlex
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from pytest_modelviz.errors import ModelvizUsageError
 

@@ -27,9 +27,10 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
 from pytest_modelviz.errors import SinkError, install_hint
 from pytest_modelviz.visdom.assets import ui_dir, ui_note
@@ -171,7 +172,7 @@ def session_server(session: ModelvizSession) -> VisdomServer:
     found = session.resources.get(_SERVER_KEY)
     if isinstance(found, SinkError):
         raise found
-    if found is not None:
+    if isinstance(found, VisdomServer):
         return found
     try:
         server = start_server(_env_path_for(session))
@@ -242,7 +243,8 @@ def serve(env_path: Path, port: int, port_file: Path | None, ui_folder: Path | N
 class _NoTorch(importlib.abc.MetaPathFinder):
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
         if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError(f"No module named {name!r} (a visdom server does without it)", name=name)
+            raise ModuleNotFoundError(
+                f"No module named {name!r} (a visdom server does without it)", name=name)
         return None
 
 
@@ -268,7 +270,8 @@ def serve_static_from(app: Any, folder: Path) -> None:
 
     base_url = getattr(app, "base_url", "")
     app.settings["static_path"] = str(folder)
-    app.add_handlers(r".*", [(rf"{re.escape(base_url)}/static/(.*)", StaticFileHandler, {"path": str(folder)})])
+    static_route = rf"{re.escape(base_url)}/static/(.*)"
+    app.add_handlers(r".*", [(static_route, StaticFileHandler, {"path": str(folder)})])
 
 
 def _watch_parent(loop: asyncio.AbstractEventLoop, parent_gone: asyncio.Event) -> asyncio.Task[None]:

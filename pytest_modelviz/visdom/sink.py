@@ -13,7 +13,8 @@ import hashlib
 import html
 import re
 import time
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pytest_modelviz.sink import Histogram
 
@@ -28,7 +29,7 @@ FLUSH_SECS = 2.0  # what short_train's fixture buffers for: windows are sent thi
 def window_id(kind: str, tag: str) -> str:
     """``<kind>-<readable tag>-<hash>``: the hash keeps ``a/b`` and ``a_b`` apart."""
     readable = _UNSAFE.sub("_", tag).strip("_")[:60] or "tag"
-    digest = hashlib.sha1(f"{kind}\0{tag}".encode("utf-8")).hexdigest()[:8]
+    digest = hashlib.sha1(f"{kind}\0{tag}".encode()).hexdigest()[:8]
     return f"{kind}-{readable}-{digest}"
 
 
@@ -143,7 +144,8 @@ class VisdomSink:
         """Sent as given: visdom's client walks every value in Python, so pass a small matrix
         (``short_train`` passes its first 2-D weight block-averaged to at most 32 x 32)."""
         if matrix.dim() != 2:
-            raise ValueError(f"heatmap {tag!r} at step {step}: needs a 2-D matrix, got shape {tuple(matrix.shape)}")
+            raise ValueError(
+                f"heatmap {tag!r} at step {step}: needs a 2-D matrix, got shape {tuple(matrix.shape)}")
         values = matrix.detach().float().to("cpu", copy=True).numpy()  # as it is now, not at the flush
         self._latest[window_id("heatmap", tag)] = lambda: self._send_heatmap(step, tag, values)
         self._flush_if_due()
@@ -167,7 +169,8 @@ class VisdomSink:
         classes = None
         if labels is not None:
             if len(labels) != len(points):
-                raise ValueError(f"embedding {tag!r} at step {step}: {len(labels)} labels for {len(points)} rows")
+                raise ValueError(
+                    f"embedding {tag!r} at step {step}: {len(labels)} labels for {len(points)} rows")
             values = sorted(set(labels))
             index = {v: i + 1 for i, v in enumerate(values)}  # visdom numbers classes from 1
             classes = np.asarray([index[v] for v in labels])

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tensorboard.compat.proto.graph_pb2 import GraphDef
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "render"))
 from render_graphs import awkward_graph, conv_net_graph  # noqa: E402
@@ -15,7 +19,7 @@ from pytest_modelviz.tensorboard.graph import tb_names, to_graph_def, write_grap
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
 
-def read_graph(logdir: Path):  # -> tensorboard's GraphDef
+def read_graph(logdir: Path) -> GraphDef:
     acc = event_accumulator.EventAccumulator(str(logdir))
     acc.Reload()
     return acc.Graph()
@@ -85,7 +89,7 @@ def test_graphs_do_not_overwrite_each_other_or_a_summary_writer(tmp_path: Path) 
     assert read_graph_file(first).node[0].name == "ConvNet/input.x"
 
 
-def read_graph_file(path: Path):
+def read_graph_file(path: Path) -> GraphDef:
     acc = event_accumulator.EventAccumulator(str(path))
     acc.Reload()
     return acc.Graph()

@@ -33,18 +33,21 @@ def test_sink_writes_scalars_histograms_images_text(tmp_path: Path) -> None:
     sink = TensorBoardSink(writer)
     sink.scalars(0, {"train/loss": 2.0, "train/lr": 0.1})
     sink.scalars(1, {"train/loss": 1.5, "train/lr": 0.1})
-    sink.histogram(1, "params/w", Histogram(edges=[0.0, 1.0, 2.0], counts=[3.0, 1.0], min=0.1, max=1.9, num=4, sum=2.5, sum_squares=4.0))
+    hist = Histogram(edges=[0.0, 1.0, 2.0], counts=[3.0, 1.0], min=0.1, max=1.9, num=4, sum=2.5,
+                     sum_squares=4.0)
+    sink.histogram(1, "params/w", hist)
     sink.image_grid(0, "inputs/first_batch", torch.rand(3, 10, 12))
     sink.text("train/config", "steps: 2")
     sink.close()
     writer.close()
     acc = read_run(tmp_path)
     assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == [(0, 2.0), (1, 1.5)]
-    [hist] = acc.Histograms("params/w")
-    assert hist.step == 1
-    assert (hist.histogram_value.min, hist.histogram_value.max, hist.histogram_value.num) == pytest.approx((0.1, 1.9, 4))
-    assert list(hist.histogram_value.bucket_limit) == [1.0, 2.0]
-    assert list(hist.histogram_value.bucket) == [3.0, 1.0]
+    [event] = acc.Histograms("params/w")
+    assert event.step == 1
+    value = event.histogram_value
+    assert (value.min, value.max, value.num) == pytest.approx((0.1, 1.9, 4))
+    assert list(value.bucket_limit) == [1.0, 2.0]
+    assert list(value.bucket) == [3.0, 1.0]
     [image] = acc.Images("inputs/first_batch")
     assert (image.step, image.width, image.height) == (0, 12, 10)
     [text] = acc.Tensors("train/config/text_summary")
@@ -59,14 +62,16 @@ def test_short_train_logs_every_tag_step_and_value(tmp_path: Path) -> None:
         return {"accuracy": (model(x).argmax(1) == y).float().mean().item()}
 
     result = short_train(SmallCNN(), (x, y), loss_fn=ce, optimizer=sgd, steps=7, device="cpu", log_every=3,
-                         eval_fn=accuracy, eval_every=3, sinks=[TensorBoardSink(writer, hparams={"model": "cnn"})])
+                         eval_fn=accuracy, eval_every=3,
+                         sinks=[TensorBoardSink(writer, hparams={"model": "cnn"})])
     writer.close()
     acc = read_run(tmp_path)
     steps = list(range(7))
     scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
-    assert scalars["train/loss"] == [(s, pytest.approx(v)) for s, v in zip(steps, result.losses)]
+    assert scalars["train/loss"] == [(s, pytest.approx(v)) for s, v in zip(steps, result.losses, strict=True)]
     assert scalars["train/lr"] == [(s, pytest.approx(0.1)) for s in steps]
-    assert scalars["train/grad_norm"] == [(s, pytest.approx(v)) for s, v in zip(steps, result.grad_norms)]
+    grad_norms = [(s, pytest.approx(v)) for s, v in zip(steps, result.grad_norms, strict=True)]
+    assert scalars["train/grad_norm"] == grad_norms
     assert scalars["eval/accuracy"] == [(s, pytest.approx(v)) for s, v in result.eval["accuracy"]]
     assert [s for s, _ in result.eval["accuracy"]] == [2, 5, 6]
     names = [n for n, _ in SmallCNN().named_parameters()]
@@ -102,7 +107,8 @@ def test_one_event_holds_a_steps_scalars_and_one_its_histograms(tmp_path: Path) 
     """Each event goes through tensorboardX's queue and writer thread: a step's values share one."""
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-    hist = Histogram(edges=[0.0, 1.0, 2.0], counts=[1.0, 1.0], min=0.5, max=1.5, num=2, sum=2.0, sum_squares=2.5)
+    hist = Histogram(edges=[0.0, 1.0, 2.0], counts=[1.0, 1.0], min=0.5, max=1.5, num=2, sum=2.0,
+                     sum_squares=2.5)
     writer = SummaryWriter(logdir=str(tmp_path))
     sink = TensorBoardSink(writer)
     sink.histogram(0, "params/a", hist)

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
 pytest.importorskip("visdom")
 
-from pytest_modelviz.artifacts import read_records  # noqa: E402
-from pytest_modelviz.visdom.sink import window_id  # noqa: E402
-from pytest_modelviz.visdom.client import env_name  # noqa: E402
 from visdom_testing import *  # noqa: E402,F401,F403  (the test server and its fixtures)
+from visdom_testing import ReadEnv  # noqa: E402
+
+from pytest_modelviz.artifacts import read_records  # noqa: E402
+from pytest_modelviz.visdom.client import env_name  # noqa: E402
+from pytest_modelviz.visdom.sink import window_id  # noqa: E402
 
 USER_TEST = """
 import pytest
@@ -31,7 +34,8 @@ def test_logs(visdom_client):
 
 
 def visdom_records(run_dir: Path) -> list[dict[str, Any]]:
-    return [r for d in sorted(run_dir.iterdir()) if d.is_dir() for r in read_records(d) if r["kind"] == "visdom"]
+    return [r for d in sorted(run_dir.iterdir()) if d.is_dir()
+            for r in read_records(d) if r["kind"] == "visdom"]
 
 
 def only_run_dir(pytester: pytest.Pytester) -> Path:
@@ -47,7 +51,8 @@ def saved_env(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
 
 def test_offline_by_default_keeps_the_log_and_a_rebuilt_env(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user=USER_TEST)
-    pytester.runpytest("--modelviz", "-W", "error::pytest_modelviz.visdom.client.VisdomFallbackWarning").assert_outcomes(passed=1)
+    no_fallback = "error::pytest_modelviz.visdom.client.VisdomFallbackWarning"
+    pytester.runpytest("--modelviz", "-W", no_fallback).assert_outcomes(passed=1)
     run_dir = only_run_dir(pytester)
     [record] = visdom_records(run_dir)
     assert record["env"] == env_name("test_user.py::test_logs")
@@ -72,7 +77,9 @@ def test_env_is_named_after_the_test(visdom_client, modelviz_artifacts):
     assert not (pytester.path / ".modelviz").exists()
 
 
-def test_a_url_sends_to_that_server_and_saves_the_env(pytester: pytest.Pytester, visdom_url: str, read_env) -> None:
+def test_a_url_sends_to_that_server_and_saves_the_env(
+    pytester: pytest.Pytester, visdom_url: str, read_env: ReadEnv
+) -> None:
     pytester.makepyfile(test_user=USER_TEST)
     for _ in range(2):  # a second run starts the env afresh instead of appending to old curves
         pytester.runpytest("--modelviz", f"--modelviz-visdom={visdom_url}").assert_outcomes(passed=1)
@@ -84,10 +91,13 @@ def test_a_url_sends_to_that_server_and_saves_the_env(pytester: pytest.Pytester,
     assert record["server"] == visdom_url
     assert record["replay"].endswith(f"--server {visdom_url}")
     assert saved_env(run_dir, record)["jsons"] == served
-    assert (run_dir / next(d.name for d in run_dir.iterdir() if d.is_dir()) / record["log"]).stat().st_size > 0
+    test_dir = next(d for d in run_dir.iterdir() if d.is_dir())
+    assert (test_dir / record["log"]).stat().st_size > 0
 
 
-def test_an_unreachable_server_warns_once_and_logs_offline(pytester: pytest.Pytester, closed_port: int) -> None:
+def test_an_unreachable_server_warns_once_and_logs_offline(
+    pytester: pytest.Pytester, closed_port: int
+) -> None:
     url = f"http://127.0.0.1:{closed_port}"
     pytester.makepyfile(test_user=USER_TEST)
     result = pytester.runpytest("--modelviz", f"--modelviz-visdom={url}", "-rw")
@@ -133,7 +143,9 @@ def servers_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[]
     return read
 
 
-def test_server_mode_starts_a_loopback_server_for_the_session(pytester: pytest.Pytester, servers_seen) -> None:
+def test_server_mode_starts_a_loopback_server_for_the_session(
+    pytester: pytest.Pytester, servers_seen: Callable[[], list[tuple[int, str, str]]]
+) -> None:
     pytester.makepyfile(test_user=SERVER_MODE_TEST)
     result = pytester.runpytest("--modelviz", "--modelviz-visdom=server")
     assert result.ret == 0, result.stdout.str()[-4000:]
@@ -150,7 +162,9 @@ def test_server_mode_starts_a_loopback_server_for_the_session(pytester: pytest.P
 
 
 @pytest.mark.slow
-def test_server_mode_under_xdist_gives_each_worker_its_own_port(pytester: pytest.Pytester, servers_seen) -> None:
+def test_server_mode_under_xdist_gives_each_worker_its_own_port(
+    pytester: pytest.Pytester, servers_seen: Callable[[], list[tuple[int, str, str]]]
+) -> None:
     pytest.importorskip("xdist")
     pytester.makepyfile(
         test_a=SERVER_MODE_TEST, test_b=SERVER_MODE_TEST, test_c=SERVER_MODE_TEST, test_d=SERVER_MODE_TEST
@@ -170,7 +184,9 @@ def test_server_mode_under_xdist_gives_each_worker_its_own_port(pytester: pytest
     assert len(visdom_records(run_dir)) == 4
 
 
-def test_recorded_replay_command_works_from_the_run_folder(pytester: pytest.Pytester, visdom_url: str, read_env) -> None:
+def test_recorded_replay_command_works_from_the_run_folder(
+    pytester: pytest.Pytester, visdom_url: str, read_env: ReadEnv
+) -> None:
     import shlex
     import subprocess
     import sys
@@ -212,7 +228,7 @@ def silent_server() -> Iterator[tuple[str, list[socket.socket]]]:
         while not stop.is_set():
             try:
                 conn, _ = listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return  # the listener was closed
@@ -259,14 +275,17 @@ sys.modules["visdom"] = None
 
 
 @pytest.mark.parametrize("mode", ["offline", "server"])
-def test_without_the_visdom_extra_the_fixture_names_the_extra_to_install(pytester: pytest.Pytester, mode: str) -> None:
+def test_without_the_visdom_extra_the_fixture_names_the_extra_to_install(
+    pytester: pytest.Pytester, mode: str
+) -> None:
     pytester.makeconftest(WITHOUT_VISDOM)
     pytester.makepyfile(test_user="def test_logs(visdom_client):\n    visdom_client.text('never runs')\n")
     # In a subprocess: this process has visdom imported already.
     result = pytester.runpytest_subprocess(f"--modelviz-visdom={mode}")
     result.assert_outcomes(errors=1)
     out = result.stdout.str()
-    message = "the visdom_client fixture needs visdom, which is not installed: pip install 'pytest-modelviz[visdom]'"
+    message = ("the visdom_client fixture needs visdom, which is not installed: "
+               "pip install 'pytest-modelviz[visdom]'")
     result.stdout.fnmatch_lines([message])  # the whole report of the error: this one line
     assert "ModuleNotFoundError" not in out and "Traceback" not in out and "halted" not in out, out
 
@@ -288,8 +307,8 @@ def test_logs(visdom_client, modelviz_artifacts):
     )
     result = pytester.runpytest("--modelviz", "-rw")
     result.assert_outcomes(passed=1, warnings=1)
-    result.stdout.fnmatch_lines(["*VisdomEnvWarning: no env JSON for test_user.py::test_logs: visdom * could not turn "
-                                 "the events of *events.log into env *KeyError*"])
+    result.stdout.fnmatch_lines(["*VisdomEnvWarning: no env JSON for test_user.py::test_logs: visdom * could "
+                                 "not turn the events of *events.log into env *KeyError*"])
     [record] = visdom_records(only_run_dir(pytester))
     assert record["json"] is None and record["windows"] is None
     assert record["log"] == "visdom/events.log"

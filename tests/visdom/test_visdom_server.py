@@ -10,20 +10,26 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+if TYPE_CHECKING:
+    import psutil
+
 pytest.importorskip("visdom")
 
-from pytest_modelviz.errors import SinkError  # noqa: E402
-from pytest_modelviz.visdom.sink import VisdomSink, window_id  # noqa: E402
-from pytest_modelviz.visdom.client import open_client  # noqa: E402
-from pytest_modelviz.visdom.server import start_server  # noqa: E402
 from visdom_testing import *  # noqa: E402,F401,F403  (the test server and its fixtures)
 
+from pytest_modelviz.errors import SinkError  # noqa: E402
+from pytest_modelviz.visdom.client import open_client  # noqa: E402
+from pytest_modelviz.visdom.server import start_server  # noqa: E402
+from pytest_modelviz.visdom.sink import VisdomSink, window_id  # noqa: E402
 
-def test_start_server_binds_loopback_only_and_stops(tmp_path: Path, client_for) -> None:
+
+def test_start_server_binds_loopback_only_and_stops(tmp_path: Path, client_for: Callable[..., Any]) -> None:
     psutil = pytest.importorskip("psutil")
     server = start_server(tmp_path / "env")
     try:
@@ -48,12 +54,15 @@ def test_a_server_that_cannot_start_raises_with_its_output(tmp_path: Path) -> No
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        with pytest.raises(SinkError, match=r"(?s)exited with code \d+ before it started.*Address already in use"):
+        in_use = r"(?s)exited with code \d+ before it started.*Address already in use"
+        with pytest.raises(SinkError, match=in_use):
             start_server(tmp_path / "env", port=taken.getsockname()[1])
 
 
 @pytest.mark.slow
-def test_replay_serve_starts_a_server_replays_and_stops_on_ctrl_c(tmp_path: Path, client_for, poll) -> None:
+def test_replay_serve_starts_a_server_replays_and_stops_on_ctrl_c(
+    tmp_path: Path, client_for: Callable[..., Any], poll: Callable[..., Any]
+) -> None:
     log = tmp_path / "events.log"
     sink = VisdomSink(open_client(None, "served_env", log))
     sink.scalars(0, {"loss": 2.0})
@@ -113,7 +122,7 @@ def test_waits_to_be_stopped(visdom_client):
 """
 
 
-def _gone(process) -> bool:  # a psutil.Process
+def _gone(process: psutil.Process) -> bool:
     import psutil
 
     try:
@@ -124,7 +133,9 @@ def _gone(process) -> bool:  # a psutil.Process
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL, signal.SIGINT], ids=lambda s: s.name)
-def test_the_session_server_dies_with_pytest_however_pytest_ends(pytester: pytest.Pytester, poll, sig) -> None:
+def test_the_session_server_dies_with_pytest_however_pytest_ends(
+    pytester: pytest.Pytester, poll: Callable[..., Any], sig: signal.Signals
+) -> None:
     psutil = pytest.importorskip("psutil")
     pytester.makepyfile(test_blocking=BLOCKING_TEST)
     ready = pytester.path / "server-port"
@@ -137,16 +148,20 @@ def test_the_session_server_dies_with_pytest_however_pytest_ends(pytester: pytes
         )
     servers: list = []
     try:
-        poll(lambda: ready.is_file() or proc.poll() is not None, 120, "the inner test to get its visdom client")
+        poll(lambda: ready.is_file() or proc.poll() is not None, 120,
+             "the inner test to get its visdom client")
         assert proc.poll() is None, out.read_text()
         port = int(ready.read_text())
         servers = [p for p in psutil.Process(proc.pid).children(recursive=True)
                    if "pytest_modelviz.visdom.server" in p.cmdline()]
         assert len(servers) == 1, [p.cmdline() for p in servers]
-        assert port in {c.laddr.port for c in servers[0].net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+        listening = {c.laddr.port for c in servers[0].net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN}
+        assert port in listening
         os.kill(proc.pid, sig)
         proc.wait(120)
-        poll(lambda: _gone(servers[0]), 60, f"the visdom server (pid {servers[0].pid}) to exit after pytest got {sig.name}")
+        poll(lambda: _gone(servers[0]), 60,
+             f"the visdom server (pid {servers[0].pid}) to exit after pytest got {sig.name}")
     finally:
         for process in (proc, *servers):
             with contextlib.suppress(Exception):

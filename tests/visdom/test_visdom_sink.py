@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from visdom_testing import *  # noqa: E402,F401,F403  (the test server and its fixtures)
+from visdom_testing import ReadWindow  # noqa: E402
+
 from pytest_modelviz.sink import Histogram, MetricSink  # noqa: E402
 from pytest_modelviz.visdom.sink import VisdomSink, window_id  # noqa: E402
-from visdom_testing import *  # noqa: E402,F401,F403  (the test server and its fixtures)
 
 
 @pytest.fixture
-def sink(env_client) -> VisdomSink:
+def sink(env_client: Any) -> VisdomSink:
     return VisdomSink(env_client)
 
 
@@ -29,7 +34,7 @@ def test_the_sink_satisfies_the_protocol(sink: VisdomSink) -> None:
     as_protocol.close()
 
 
-def test_scalars_append_one_line_per_tag(sink: VisdomSink, read_window, env: str) -> None:
+def test_scalars_append_one_line_per_tag(sink: VisdomSink, read_window: ReadWindow, env: str) -> None:
     for step, loss in enumerate([2.0, 1.5, 1.25]):
         sink.scalars(step, {"train/loss": loss, "train/lr": 0.1})
     loss = read_window(window_id("line", "train/loss"), env)
@@ -42,8 +47,11 @@ def test_scalars_append_one_line_per_tag(sink: VisdomSink, read_window, env: str
     assert read_window(window_id("line", "train/lr"), env)["content"]["data"][0]["y"] == [0.1] * 3
 
 
-def test_histogram_draws_the_precomputed_counts_as_bars(sink: VisdomSink, read_window, env: str) -> None:
-    hist = Histogram(edges=[0.0, 1.0, 2.0, 4.0], counts=[3, 0, 5], min=0.1, max=3.9, num=8, sum=13.0, sum_squares=40.0)
+def test_histogram_draws_the_precomputed_counts_as_bars(
+    sink: VisdomSink, read_window: ReadWindow, env: str
+) -> None:
+    hist = Histogram(edges=[0.0, 1.0, 2.0, 4.0], counts=[3, 0, 5], min=0.1, max=3.9, num=8, sum=13.0,
+                     sum_squares=40.0)
     sink.histogram(5, "params/fc.weight", hist)
     win = read_window(window_id("hist", "params/fc.weight"), env)
     bars = win["content"]["data"][0]
@@ -55,7 +63,7 @@ def test_histogram_draws_the_precomputed_counts_as_bars(sink: VisdomSink, read_w
     assert read_window(window_id("hist", "params/fc.weight"), env)["title"].endswith("(step 6)")
 
 
-def test_with_flush_secs_steps_only_buffer_until_flush_or_close(tmp_path) -> None:
+def test_with_flush_secs_steps_only_buffer_until_flush_or_close(tmp_path: Path) -> None:
     """Per-step calls cost no visdom event; close sends each line with all its points and only
     the latest histogram and heatmap of each tag, as they were when logged."""
     from pytest_modelviz.visdom.client import open_client
@@ -91,7 +99,7 @@ def test_histogram_with_mismatched_edges_names_the_tag(sink: VisdomSink) -> None
         sink.histogram(3, "grads/w", bad)
 
 
-def test_image_grid_and_heatmap(sink: VisdomSink, read_window, env: str) -> None:
+def test_image_grid_and_heatmap(sink: VisdomSink, read_window: ReadWindow, env: str) -> None:
     grid = torch.zeros(3, 4, 6)
     grid[0] = 1.0
     sink.image_grid(2, "inputs", grid)
@@ -109,7 +117,7 @@ def test_image_grid_and_heatmap(sink: VisdomSink, read_window, env: str) -> None
         sink.heatmap(2, "weights/conv", torch.zeros(2, 2, 2))
 
 
-def test_text_is_escaped_html(sink: VisdomSink, read_window, env: str) -> None:
+def test_text_is_escaped_html(sink: VisdomSink, read_window: ReadWindow, env: str) -> None:
     sink.text("summary", "Linear <in=2> & <script>alert(1)</script>")
     content = read_window(window_id("text", "summary"), env)["content"]
     assert "<script>" not in content

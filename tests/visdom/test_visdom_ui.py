@@ -8,8 +8,9 @@ import io
 import os
 import re
 import tarfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 from urllib.parse import urljoin
 
 import pytest
@@ -27,7 +28,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # ---------------------------------------------------------------- install / check, no network
 
 
-def test_check_lists_every_missing_file_of_an_empty_static_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_lists_every_missing_file_of_an_empty_static_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert assets.main(["check", "--static-dir", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     for asset in assets.assets_for(assets.visdom_version()):
@@ -94,7 +97,9 @@ def test_extract_names_the_package_and_file_it_lacks_or_rejects(tmp_path: Path) 
         assets.extract(tgz, [assets.Asset("x", "1.0.0", "fonts/f.woff", "fonts/f.woff")], tmp_path)
 
 
-def test_install_without_npm_names_the_package_and_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_install_without_npm_names_the_package_and_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -177,7 +182,8 @@ def test_install_writes_only_its_own_folder_and_the_server_serves_from_it(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv(assets.UI_DIR_ENV, raising=False)
     done = subprocess.run(
-        [sys.executable, "-m", "pytest_modelviz.visdom.assets", "install", "--cache-dir", str(assets.default_cache_dir())],
+        [sys.executable, "-m", "pytest_modelviz.visdom.assets", "install",
+         "--cache-dir", str(assets.default_cache_dir())],
         capture_output=True, text=True, timeout=300, check=False,
         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
     )
@@ -195,7 +201,8 @@ def test_install_writes_only_its_own_folder_and_the_server_serves_from_it(
         assert server.ui_note is None
         reply = requests.get(f"{server.url}/static/js/jquery.min.js", timeout=10)
         assert reply.status_code == 200 and reply.content.startswith(b"/* served from the UI folder */")
-        assert requests.get(f"{server.url}/static/js/main.js", timeout=10).status_code == 200  # visdom's own, copied
+        # visdom's own, copied
+        assert requests.get(f"{server.url}/static/js/main.js", timeout=10).status_code == 200
     finally:
         server.stop()
     assert _tree(package) == before
@@ -211,7 +218,11 @@ def _distinct_colours(png: Path) -> int:
 
 @pytest.mark.slow
 def test_chromium_shows_a_line_plot_and_a_text_window(
-    ui_server: VisdomServer, client_for, env: str, tmp_path: Path, modelviz_artifacts: ArtifactDir
+    ui_server: VisdomServer,
+    client_for: Callable[..., Any],
+    env: str,
+    tmp_path: Path,
+    modelviz_artifacts: ArtifactDir,
 ) -> None:
     import numpy as np
 
@@ -234,7 +245,9 @@ def test_chromium_shows_a_line_plot_and_a_text_window(
     assert _distinct_colours(png) > 50, "the screenshot is (nearly) blank"
 
 
-def test_missing_ui_files_fail_with_the_install_command(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_ui_files_fail_with_the_install_command(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytester.syspathinsert(Path(__file__).parent)
     pytester.makepyfile(
         "from pathlib import Path\n"
@@ -255,7 +268,8 @@ def test_session_server_without_ui_files_warns_once_how_to_install(pytester: pyt
         "import pytest\n"
         "@pytest.fixture(autouse=True)\n"
         "def _no_ui(monkeypatch):\n"
-        "    monkeypatch.setattr('pytest_modelviz.visdom.server.ui_note', lambda: 'UI FILES MISSING: install them')\n"
+        "    monkeypatch.setattr('pytest_modelviz.visdom.server.ui_note',\n"
+        "                        lambda: 'UI FILES MISSING: install them')\n"
     )
     pytester.makepyfile(
         "def test_a(visdom_client):\n    visdom_client.text('a')\n"

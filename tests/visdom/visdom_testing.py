@@ -14,12 +14,14 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
-__all__ = ["visdom_url", "vis", "env", "env_client", "read_window", "read_env", "closed_port", "client_for", "poll"]
+__all__ = ["visdom_url", "vis", "env", "env_client", "read_window", "read_env", "closed_port", "client_for",
+           "poll"]
 # Plain helpers (not fixtures), imported by name: require_ui, open_in_chromium.
 
 START_DEADLINE_S = 60.0
@@ -78,13 +80,16 @@ def visdom_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             )
         try:
-            wait_for(lambda: proc.poll() is not None or _answers(url), START_DEADLINE_S, f"visdom at {url}")
+            # Polled within this attempt, so the lambda sees this attempt's proc and url.
+            wait_for(lambda: proc.poll() is not None or _answers(url),  # noqa: B023
+                     START_DEADLINE_S, f"visdom at {url}")
             if proc.poll() is None:
                 break
         except AssertionError:
             proc.kill()
             proc.wait()
-            raise AssertionError(f"visdom server did not start:\n{log_path.read_text(errors='replace')}") from None
+            output = log_path.read_text(errors="replace")
+            raise AssertionError(f"visdom server did not start:\n{output}") from None
     else:
         raise AssertionError(f"visdom server kept failing to start:\n{log_path.read_text(errors='replace')}")
     _STARTED.append((url, proc))
@@ -143,13 +148,17 @@ def windows(vis: Any, env: str) -> dict[str, Any]:
     return json.loads(vis.get_window_data(None, env))
 
 
+ReadWindow = Callable[[str, str], dict[str, Any]]  # read_window(win, env): the window as the server holds it
+ReadEnv = Callable[[str], dict[str, Any]]  # read_env(env): all windows of an env
+
+
 @pytest.fixture
-def read_window(vis: Any) -> Callable[[str, str], dict[str, Any]]:
+def read_window(vis: Any) -> ReadWindow:
     return lambda win, env: window(vis, win, env)
 
 
 @pytest.fixture
-def read_env(vis: Any) -> Callable[[str], dict[str, Any]]:
+def read_env(vis: Any) -> ReadEnv:
     """All windows of an env, as the server holds them."""
     return lambda env: windows(vis, env)
 

@@ -122,19 +122,20 @@ def bench(model: Any, x: Any, rounds: int, threads: int) -> None:
     for label in order[1:]:
         cells = []
         for clock in (0, 1):
-            ratios = [t[clock] / b[clock] for t, b in zip(times[label], base)]
+            ratios = [t[clock] / b[clock] for t, b in zip(times[label], base, strict=True)]
             cells.append(f"{statistics.median(ratios):5.2f}x ({spread(ratios)})")
         goal = f"   goal <= {GOAL}x and < torchinfo" if label == "capture" else ""
         print(f"    {label:<22} wall {cells[0]}   CPU {cells[1]}{goal}")
     if "torchinfo.summary" in times and "capture" in times:
-        ratios = [t[0] / c[0] for t, c in zip(times["torchinfo.summary"], times["capture"])]
+        ratios = [t[0] / c[0] for t, c in zip(times["torchinfo.summary"], times["capture"], strict=True)]
         print(f"    torchinfo / capture    wall {statistics.median(ratios):5.2f}x ({spread(ratios)})   goal > 1x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", default="1,2,0", help="torch intra-op thread counts to measure (0: torch's default)")
+    parser.add_argument("--threads", default="1,2,0",
+                        help="torch intra-op thread counts to measure (0: torch's default)")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocess")
     args = parser.parse_args()

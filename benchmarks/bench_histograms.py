@@ -38,7 +38,7 @@ GOAL = 5.0
 
 
 def ours(named: list[tuple[str, torch.Tensor]], sink: TensorBoardSink, step: int) -> None:
-    for (name, _), hist in zip(named, device_histograms([p for _, p in named])):
+    for (name, _), hist in zip(named, device_histograms([p for _, p in named]), strict=True):
         sink.histogram(step, f"params/{name}", hist)
     sink.close()  # writes the step's histograms (one event) and flushes
 
@@ -61,7 +61,9 @@ def busy_processes(n: int) -> Iterator[None]:
             proc.wait()
 
 
-def measure(named: list[tuple[str, torch.Tensor]], tmp: str, rounds: int, threads: int) -> dict[str, dict[str, list[float]]]:
+def measure(
+    named: list[tuple[str, torch.Tensor]], tmp: str, rounds: int, threads: int
+) -> dict[str, dict[str, list[float]]]:
     torch.set_num_threads(threads)
     sink = TensorBoardSink(SummaryWriter(logdir=f"{tmp}/ours-{threads}"))
     writer = SummaryWriter(logdir=f"{tmp}/theirs-{threads}")
@@ -84,7 +86,7 @@ def report(clocks: dict[str, dict[str, list[float]]]) -> None:
     for clock, times in clocks.items():
         med = {k: statistics.median(v) for k, v in times.items()}
         spread = {k: f"{min(v) * 1000:.0f}-{max(v) * 1000:.0f}" for k, v in times.items()}
-        ratios = sorted(t / o for o, t in zip(times["ours"], times["theirs"]))
+        ratios = sorted(t / o for o, t in zip(times["ours"], times["theirs"], strict=True))
         print(f"    {clock:<4} ours {med['ours'] * 1000:6.0f} ms ({spread['ours']}), add_histogram "
               f"{med['theirs'] * 1000:6.0f} ms ({spread['theirs']}): speed-up {statistics.median(ratios):.1f}x median "
               f"of rounds ({ratios[0]:.1f}-{ratios[-1]:.1f}x)  (goal >= {GOAL:g}x)")

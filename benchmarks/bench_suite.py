@@ -51,7 +51,8 @@ def run(project: Path, modelviz: bool, workers: int, run_dir: Path, extra: list[
     elapsed = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
-        raise SystemExit(f"pytest failed ({' '.join(args[3:])}) in {project}:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
+        raise SystemExit(f"pytest failed ({' '.join(args[3:])}) in {project}:\n"
+                         f"{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
     return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
@@ -65,10 +66,14 @@ def main() -> None:
     args = parser.parse_args()
     variants = [("plain", False, 0), ("modelviz", True, 0)]
     if args.workers:
-        variants += [(f"plain -n {args.workers}", False, args.workers), (f"modelviz -n {args.workers}", True, args.workers)]
+        variants += [
+            (f"plain -n {args.workers}", False, args.workers),
+            (f"modelviz -n {args.workers}", True, args.workers),
+        ]
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp) / "project"
-        shutil.copytree(args.project, project, ignore=shutil.ignore_patterns(".modelviz", "__pycache__", ".pytest_cache"))
+        ignore = shutil.ignore_patterns(".modelviz", "__pycache__", ".pytest_cache")
+        shutil.copytree(args.project, project, ignore=ignore)
         print(f"{args.project.name}: {args.rounds} rounds, one torch thread per process; "
               f"load average {os.getloadavg()[0]:.1f} at start")
         times: dict[str, list[float]] = {name: [] for name, _, _ in variants}
@@ -81,13 +86,13 @@ def main() -> None:
                 times[name].append(wall)
                 cpu[name].append(used)
     for name, _, _ in variants:
-        print(f"  {name:<14} {statistics.median(times[name]):6.1f} s median ({min(times[name]):.1f}-{max(times[name]):.1f} s)"
-              f", cpu {statistics.median(cpu[name]):.1f} s")
+        print(f"  {name:<14} {statistics.median(times[name]):6.1f} s median "
+              f"({min(times[name]):.1f}-{max(times[name]):.1f} s), cpu {statistics.median(cpu[name]):.1f} s")
     for workers in ([0, args.workers] if args.workers else [0]):
         suffix = f" -n {workers}" if workers else ""
         for what, values in (("wall", times), ("cpu ", cpu)):
             plain, ours = values[f"plain{suffix}"], values[f"modelviz{suffix}"]
-            ratios = sorted(o / p for o, p in zip(ours, plain))
+            ratios = sorted(o / p for o, p in zip(ours, plain, strict=True))
             print(f"  {what} --modelviz{suffix} / plain{suffix}: {statistics.median(ratios):.2f}x median of rounds "
                   f"({ratios[0]:.2f}-{ratios[-1]:.2f}x), best/best {min(ours) / min(plain):.2f}x  (goal <= {GOAL}x)")
     print(f"load average {os.getloadavg()[0]:.1f} at the end")

@@ -220,11 +220,11 @@ def report(mode: str, rows: list[dict[str, Any]], workloads: list[str]) -> None:
         for clock in ("wall", "cpu"):
             plain = [v["plain"][clock] for v in by_round.values()]
             ours = [v["short_train"][clock] for v in by_round.values()]
-            ratios = [o / p for o, p in zip(ours, plain)]
-            extra = statistics.median((o - p) / steps * 1000 for o, p in zip(ours, plain))
-            print(f"    {clock:<4} {statistics.median(ratios):.2f}x median (goal <= {GOALS[mode]:.2f}x); {spread(ratios)}; "
-                  f"best/best {min(ours) / min(plain):.2f}x; hand-written {1000 * statistics.median(plain) / steps:.1f} "
-                  f"ms/step, {extra:+.2f} ms/step")
+            ratios = [o / p for o, p in zip(ours, plain, strict=True)]
+            extra = statistics.median((o - p) / steps * 1000 for o, p in zip(ours, plain, strict=True))
+            print(f"    {clock:<4} {statistics.median(ratios):.2f}x median (goal <= {GOALS[mode]:.2f}x); "
+                  f"{spread(ratios)}; best/best {min(ours) / min(plain):.2f}x; "
+                  f"hand-written {1000 * statistics.median(plain) / steps:.1f} ms/step, {extra:+.2f} ms/step")
 
 
 def main() -> None:
@@ -232,11 +232,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9, help="measured rounds per pytest process (plus one warm-up)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads in the tests (0: torch's default)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
-    parser.add_argument("--modes", default="off,modelviz", help="off (no --modelviz), modelviz, or both")
+    parser.add_argument("--modes", default="off,modelviz",
+                        help="comma-separated: off (no --modelviz), modelviz (default: both)")
     parser.add_argument("--pytest-args", default="", help="more pytest arguments, e.g. to load another build "
                         "of the plugin: '-p no:modelviz -p otherbuild.plugin'")
     args = parser.parse_args()
     workloads = [w.strip() for w in args.workloads.split(",")]
+    modes = [m.strip() for m in args.modes.split(",")]
+    if set(modes) - set(GOALS):
+        raise SystemExit(f"unknown modes {sorted(set(modes) - set(GOALS))}; choose from {', '.join(GOALS)}")
     unknown = set(workloads) - set(WORKLOADS)
     if unknown:
         raise SystemExit(f"unknown workloads {sorted(unknown)}; choose from {', '.join(WORKLOADS)}")
@@ -249,8 +253,9 @@ def main() -> None:
         (project / "test_bench.py").write_text(textwrap.dedent(TESTS.format()))
         print(f"torch {torch.__version__}, {args.threads or 'default'} thread(s), {args.rounds} rounds per process; "
               f"load average {os.getloadavg()[0]:.1f} at start")
-        for mode in args.modes.split(","):
-            rows = run_pytest(project, mode == "modelviz", args.rounds, args.threads, workloads, shlex.split(args.pytest_args))
+        extra = shlex.split(args.pytest_args)
+        for mode in modes:
+            rows = run_pytest(project, mode == "modelviz", args.rounds, args.threads, workloads, extra)
             report(mode, rows, workloads)
         print(f"load average {os.getloadavg()[0]:.1f} at the end")
 

@@ -374,7 +374,8 @@ def compare(a: dict[str, Any], b: dict[str, Any], label_a: str, label_b: str) ->
             if texts["meta"] != texts["cpu"]:
                 problems += 1
                 print(f"=== {name}: meta vs cpu under {label}")
-                sys.stdout.writelines(difflib.unified_diff(texts["cpu"].splitlines(True), texts["meta"].splitlines(True), "cpu", "meta"))
+                cpu, meta = texts["cpu"].splitlines(True), texts["meta"].splitlines(True)
+                sys.stdout.writelines(difflib.unified_diff(cpu, meta, "cpu", "meta"))
             for mode, text in texts.items():
                 for hit in forbidden(text):
                     problems += 1

@@ -105,9 +105,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def modelviz_artifacts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> ArtifactDir:
     """This test's artifact folder (under the run folder with --modelviz, else a temporary one)."""
     node = request.node
-    if _ARTIFACTS_KEY not in node.stash:
-        node.stash[_ARTIFACTS_KEY] = get_session(request.config).artifact_dir(node.nodeid, tmp_path_factory)
-    return node.stash[_ARTIFACTS_KEY]
+    stash: pytest.Stash = node.stash
+    if _ARTIFACTS_KEY not in stash:
+        stash[_ARTIFACTS_KEY] = get_session(request.config).artifact_dir(node.nodeid, tmp_path_factory)
+    return stash[_ARTIFACTS_KEY]
 
 
 @pytest.fixture

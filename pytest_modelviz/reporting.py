@@ -106,6 +106,7 @@ class RunReporter:
     def _finish(self, session: pytest.Session, exitstatus: int) -> None:
         mv = self.session
         assert mv.run_dir is not None
+        run_dir = mv.run_dir
         stopped = self.interruption or str(session.shouldfail or session.shouldstop or "")
         tests = mv.outcomes(stopped)
         started = mv.started_ids()
@@ -113,8 +114,8 @@ class RunReporter:
         if not (self.interruption or not_run or any(t.outcome == "interrupted" for t in tests)):
             stopped = ""  # e.g. --maxfail reached on the last test: every test ran
         if not self.interruption:  # after Ctrl-C the session stops now; the report names what was not drawn
-            self._draw_pictures(mv.run_dir)
-        folders = self._walk(mv.run_dir)
+            self._draw_pictures(run_dir)
+        folders = self._walk(run_dir)
         self.n_files = sum(len(f.files) for f in folders)
         outcomes = RunOutcomes(
             tests=tuple(tests),
@@ -134,7 +135,7 @@ class RunReporter:
 
         # The report says which files are missing, its own excepted: if it is not written, nobody reads it.
         self.final = outcomes = replace(outcomes, not_written=tuple(mv.not_written))
-        self.report_path = self._write("report.html", lambda: write_report(mv.run_dir, outcomes=outcomes, folders=folders))
+        self.report_path = self._write("report.html", lambda: write_report(run_dir, outcomes=outcomes, folders=folders))
 
     def _draw_pictures(self, run_dir: Path) -> None:
         """Draw the pictures every test queued, once, here on the controller; those that cannot be

@@ -24,7 +24,14 @@ from pytest_modelviz.graph.model import (
     Totals,
     UnusedModule,
 )
-from pytest_modelviz.graph.naming import call_args, module_args, module_target, op_name, tensor_spec
+from pytest_modelviz.graph.naming import (
+    call_args,
+    layer_class,
+    module_args,
+    module_target,
+    op_name,
+    tensor_spec,
+)
 from pytest_modelviz.model_state import kept_model_state
 from pytest_modelviz.module_tree import FIX_HINT, module_cycle
 from pytest_modelviz.nested import iter_tensors, tensor_class, tensors
@@ -49,7 +56,7 @@ _DATA_READS = frozenset(
 _SKIP = frozenset({"Tensor.data", "Tensor.grad", "Tensor.detach", "Tensor.requires_grad_"})
 
 
-def _leaf_container_types() -> tuple[type, ...]:
+def _leaf_container_types() -> tuple[type[nn.Module], ...]:
     """Modules with children that are captured as one node (their children run fused)."""
     from torch import nn
 
@@ -238,7 +245,7 @@ class _Recorder:
         node = self.add(
             name=self.unique(qualname),
             kind="module",
-            target=module_target(type(module)),
+            target=module_target(layer_class(module)),
             scope=self.stack[-1].name if self.stack else "",
             args=module_args(module),
             inputs=inputs,
@@ -271,7 +278,9 @@ class _Recorder:
         inputs = tuple(tensor_spec(t) for t in in_tensors)
         outputs = tuple(tensor_spec(t) for t in out_tensors)
         short = target.rsplit(".", 1)[-1]
-        kind = "method" if target.startswith("Tensor.") else "operator" if target.startswith("operator.") else "function"
+        kind = (
+            "method" if target.startswith("Tensor.") else "operator" if target.startswith("operator.") else "function"
+        )
         node = self.add(
             name=self.unique(f"{scope}.{short}" if scope else short),
             kind=kind,
@@ -315,7 +324,8 @@ class _Recorder:
                 continue
             name = self.names[key]
             params, _ = self.owned(module, name)
-            out.append(UnusedModule(name=name, target=module_target(type(module)), args=module_args(module), params=params))
+            target = module_target(layer_class(module))
+            out.append(UnusedModule(name=name, target=target, args=module_args(module), params=params))
         return tuple(out)
 
     def totals(self) -> Totals:
@@ -475,7 +485,9 @@ def capture(model: nn.Module, *example_args: Any, **example_kwargs: Any) -> Arch
         with kept_model_state(model):
             rec.add_inputs(example_args, example_kwargs)
             with torch.no_grad():
-                rec.mode = _Ops().__enter__()
+                # Held as Any: torch leaves ``TorchFunctionMode.__enter__`` (which returns the mode) unannotated.
+                mode: Any = _Ops()
+                rec.mode = mode.__enter__()
                 try:
                     output = model(*example_args, **example_kwargs)
                 finally:

@@ -55,12 +55,14 @@ def _attention_macs(module: Any, inputs: tuple[TensorSpec, ...], out: int) -> in
     if len(inputs) < 3 or not inputs[0].shape or not inputs[1].shape:
         return 0
     query, key = inputs[0], inputs[1]
-    embed = module.embed_dim
+    embed: int = module.embed_dim
+    kdim: int = module.kdim
+    vdim: int = module.vdim
     q_tokens = _numel(query) // query.shape[-1]
     kv_tokens = _numel(key) // key.shape[-1]
     batched_first = module.batch_first and len(key.shape) == 3
     seq_k = key.shape[1] if batched_first else key.shape[0]
-    projections = q_tokens * embed * embed + kv_tokens * (module.kdim + module.vdim) * embed
+    projections = q_tokens * embed * embed + kv_tokens * (kdim + vdim) * embed
     scores = 2 * q_tokens * seq_k * embed
     return projections + scores + q_tokens * embed * embed
 

@@ -116,6 +116,12 @@ def _public_name(func: Any, name: str) -> str | None:
     return None
 
 
+def layer_class(module: nn.Module) -> type:
+    """``type(module)``, typed as a plain ``type`` so it can key the caches below: torch's stubs
+    declare ``Module.__hash__`` in a way that hides from type checkers that a class is hashable."""
+    return type(module)
+
+
 @functools.cache
 def module_target(cls: type) -> str:
     """``torch.nn.Conv2d`` for torch's layers, the bare class name for everything else.
@@ -307,8 +313,8 @@ def module_args(module: nn.Module) -> tuple[tuple[str, str], ...]:
     A user's layer with its own ``extra_repr`` is described by it; one without, by its
     simple ``__constants__``.
     """
-    torch_cls = _torch_layer_class(type(module))
-    own_repr = _extra_repr_owner(type(module))
+    torch_cls = _torch_layer_class(layer_class(module))
+    own_repr = _extra_repr_owner(layer_class(module))
     if torch_cls is not None and (own_repr is None or own_repr.__module__.startswith("torch.")):
         return _args_from_attributes(module)
     text = _clean(module.extra_repr())
@@ -374,12 +380,15 @@ def _find_init_params(cls: type) -> list[tuple[str, Any, bool, str]]:
             continue
         out.extend((n, d, False, klass.__name__) for n, d in _HIDDEN_PARAMS.get(klass.__name__, ()))
         try:
-            params = list(inspect.signature(klass.__init__).parameters.values())[1:]
+            params = list(inspect.signature(klass.__dict__["__init__"]).parameters.values())[1:]
         except (TypeError, ValueError):
             continue
         named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
         if named:
-            front = [(p.name, p.default, p.default is _EMPTY and p.kind is not p.KEYWORD_ONLY, klass.__name__) for p in named]
+            front = [
+                (p.name, p.default, p.default is _EMPTY and p.kind is not p.KEYWORD_ONLY, klass.__name__)
+                for p in named
+            ]
             return front + out
     return out
 
@@ -388,7 +397,7 @@ def _args_from_attributes(module: nn.Module) -> tuple[tuple[str, str], ...]:
     """``module``'s arguments, described once per distinct set of values and class: a model has
     many layers alike (every ``Conv2d(64, 64, 3, padding=1)``), and describing one costs more
     than reading its values."""
-    plan = _attribute_plan(type(module))
+    plan = _attribute_plan(layer_class(module))
     values = _read_values(module, plan)
     try:
         key = (type(module), *map(_exact, values))
@@ -425,7 +434,7 @@ def _attribute_plan(cls: type) -> tuple[tuple[str, Any, bool, Callable[[Any], An
 def _read_values(module: nn.Module, plan: tuple[tuple[str, Any, bool, Any], ...]) -> tuple[Any, ...]:
     import torch
 
-    values = []
+    values: list[Any] = []
     for name, default, _, reader in plan:
         if default is _ABSENT:  # an extra
             value = _extra(module, name, plan, values)
@@ -446,7 +455,9 @@ def _extra(module: nn.Module, name: str, plan: tuple[tuple[str, Any, bool, Any],
     the one case it is read (a lookup that fails costs an exception inside ``Module.__getattr__``)."""
     if name != _AFFINE:
         return getattr(module, name, _ABSENT)
-    bias = next(((default, value) for (n, default, _, _), value in zip(plan, values) if n == "bias"), None)
+    # ``values`` holds what is read so far, so it is shorter than ``plan``: the bias comes before its extras.
+    read_so_far = zip(plan, values, strict=False)
+    bias = next(((default, value) for (n, default, _, _), value in read_so_far if n == "bias"), None)
     if bias is None or bias[1] is _ABSENT or _is_default(bias[1], bias[0]):
         return None
     return getattr(module, "affine", getattr(module, "elementwise_affine", True))
@@ -471,10 +482,11 @@ _PLAIN = frozenset({bool, int, str, type(None)})
 
 
 def _describe(plan: tuple[tuple[str, Any, bool, Any], ...], values: tuple[Any, ...]) -> tuple[tuple[str, str], ...]:
-    extras = {name: value for (name, default, _, _), value in zip(plan, values) if default is _ABSENT}
+    # ``values`` is read by ``_read_values`` from this plan: one value per entry.
+    extras = {name: value for (name, default, _, _), value in zip(plan, values, strict=True) if default is _ABSENT}
     out: list[tuple[str, str]] = []
     named = False  # once one argument is written by name, so are all after it
-    for (name, default, positional, _), value in zip(plan, values):
+    for (name, default, positional, _), value in zip(plan, values, strict=True):
         if value is _ABSENT or default is _ABSENT:
             continue
         if _is_default(value, default) or _redundant(name, value, default, extras):

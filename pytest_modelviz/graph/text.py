@@ -19,7 +19,8 @@ Plain names are written as they are.
     totals: params=20,534  trainable=20,534  frozen=0  buffers=0  macs=1,044,288
 
     0  input.x  input  () -> [1, 1, 28, 28] float32
-    1  conv1  torch.nn.Conv2d(1, 16, kernel_size=(3, 3))  [1, 1, 28, 28] float32 -> [1, 16, 26, 26] float32  params=160  macs=97,344  <- 0
+    1  conv1  torch.nn.Conv2d(1, 16, kernel_size=(3, 3))  [1, 1, 28, 28] float32 -> [1, 16, 26, 26] float32
+           params=160  macs=97,344  <- 0                  (wrapped here; one line in the file)
         param conv1.weight [16, 1, 3, 3] float32
         param conv1.bias [16] float32
     ...
@@ -179,7 +180,9 @@ def to_text(graph: ArchitectureGraph) -> str:
     lines = [FORMAT_HEADER, f"model: {quote_value(graph.model_name)}", f"mode: {'train' if graph.training else 'eval'}"]
     lines += [f"note: {quote_value(note)}" for note in graph.notes]
     inputs = [
-        f"{quote_name(n.name.removeprefix('input.'))} {format_specs(n.outputs)}" for n in graph.nodes if n.kind == "input"
+        f"{quote_name(n.name.removeprefix('input.'))} {format_specs(n.outputs)}"
+        for n in graph.nodes
+        if n.kind == "input"
     ]
     if inputs:
         lines.append(f"inputs: {'; '.join(inputs)}")
@@ -195,7 +198,8 @@ def to_text(graph: ArchitectureGraph) -> str:
         lines += ["", "unused:"]
         for u in graph.unused:
             n_params = sum(p.numel for p in u.params)
-            fields = [quote_name(u.name), format_call(u.target, u.args)] + ([f"params={_num(n_params)}"] if n_params else [])
+            fields = [quote_name(u.name), format_call(u.target, u.args)]
+            fields += [f"params={_num(n_params)}"] if n_params else []
             lines.append(SEP.join(fields))
             lines += _param_lines(u.params, "param")
     return "\n".join(lines) + "\n"

@@ -15,7 +15,7 @@ import fnmatch
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from pytest_modelviz.errors import ModelvizUsageError, SnapshotFormatError
 from pytest_modelviz.unwrap import refuse_transformed, unwrap_model
@@ -54,6 +54,17 @@ class TensorStats:
     max: float
     quantiles: tuple[float, ...]  # at ParamStats.quantiles
     hist: tuple[float, ...]  # fraction of finite values per equal-width bin over [min, max]
+
+
+class _Identity(TypedDict):
+    """The fields of a ``TensorStats`` that describe the tensor, not its values."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    dtype: str
+    trainable: bool
+    count: int
 
 
 @dataclass(frozen=True)
@@ -134,7 +145,7 @@ def tensor_stats(name: str, kind: str, tensor: torch.Tensor, bins: int) -> Tenso
         raise ModelvizUsageError(
             f"{kind} {name!r} is complex ({tensor.dtype}); statistics support real tensors only"
         )
-    common = dict(
+    common: _Identity = dict(
         name=name,
         kind=kind,
         shape=tuple(int(d) for d in tensor.shape),
@@ -188,7 +199,7 @@ def _quantiles(x: torch.Tensor, levels: tuple[float, ...]) -> torch.Tensor:
     else:
         picked = torch.stack([torch.kthvalue(x, r + 1).values for r in ranks])
     picked = picked.to(torch.float64)
-    by_rank = dict(zip(ranks, picked.unbind()))
+    by_rank = dict(zip(ranks, picked.unbind(), strict=True))  # one picked value per rank
     out = []
     for p in positions:
         below, above = by_rank[math.floor(p)], by_rank[math.ceil(p)]
@@ -236,7 +247,10 @@ def format_stats(stats: ParamStats) -> str:
             f"  nonfinite: {t.nonfinite}",
         ]
         lines += [f"  {m}: {_fmt(getattr(t, m))}" for m in MOMENTS]
-        lines += [f"  {_quantile_label(q)}: {_fmt(v)}" for q, v in zip(stats.quantiles, t.quantiles)]
+        # strict=False: records are public dataclasses; one built by hand with fewer quantiles
+        # writes fewer lines, which the parser then names.
+        pairs = zip(stats.quantiles, t.quantiles, strict=False)
+        lines += [f"  {_quantile_label(q)}: {_fmt(v)}" for q, v in pairs]
         lines.append("  hist: " + " ".join(_fmt(v) for v in t.hist))
     return "\n".join(lines) + "\n"
 
@@ -451,7 +465,10 @@ def _compare_tensor(s: TensorStats, a: TensorStats, levels: tuple[float, ...], t
         return  # another tensor: its statistics all differ, and listing them would bury the cause
     rtol, atol = tol.for_tensor(s.name)
     numbers = [(m, getattr(s, m), getattr(a, m)) for m in MOMENTS]
-    numbers += [(_quantile_label(q), sq, aq) for q, sq, aq in zip(levels, s.quantiles, a.quantiles)]
+    # Same levels and bins on both sides (``compare_stats`` checked the layout); strict=False keeps
+    # a hand-built record with fewer values comparable on the values it has.
+    quantiles = zip(levels, s.quantiles, a.quantiles, strict=False)
+    numbers += [(_quantile_label(q), sq, aq) for q, sq, aq in quantiles]
     for key, sv, av in numbers:
         limit = atol + rtol * abs(sv) if math.isfinite(sv) else 0.0
         if not _close(sv, av, limit):
@@ -460,7 +477,8 @@ def _compare_tensor(s: TensorStats, a: TensorStats, levels: tuple[float, ...], t
                 f"(|diff| {_fmt(abs(av - sv))} > {_fmt(limit)} = atol {atol:g} + rtol {rtol:g} * |stored|)"
             )
     hist_limit = atol + rtol
-    off = [(i, sv, av) for i, (sv, av) in enumerate(zip(s.hist, a.hist)) if not _close(sv, av, hist_limit)]
+    hist_pairs = enumerate(zip(s.hist, a.hist, strict=False))
+    off = [(i, sv, av) for i, (sv, av) in hist_pairs if not _close(sv, av, hist_limit)]
     if off:
         i, sv, av = max(off, key=lambda d: abs(d[2] - d[1]))
         yield (

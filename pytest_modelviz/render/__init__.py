@@ -12,12 +12,14 @@ make a test pass or fail.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_modelviz.artifacts import write_atomic
+from pytest_modelviz.records import GraphRenderRecord
 from pytest_modelviz.render import graphviz as gv
 from pytest_modelviz.render.outcome import RenderOutcome
 from pytest_modelviz.render.pending import Picture, queue
@@ -26,12 +28,11 @@ if TYPE_CHECKING:
     from pytest_modelviz.artifacts import ArtifactDir
     from pytest_modelviz.graph.model import ArchitectureGraph
 
-RECORD_KIND = "graph_render"
 ARCHITECTURE_TEXT = "architecture.txt"  # the capture as text; hiddenlayer's picture is drawn from it
 
 # (file key, file name, formats to draw). torchviz graphs run to thousands of nodes on real
 # models, so they get SVG only (zoomable, and one layout instead of two).
-_DOT_FILES = (
+_DOT_FILES: tuple[tuple[str, str, tuple[gv.ImageFormat, ...]], ...] = (
     ("dot", "graph.dot", ("svg", "png")),
     ("hiddenlayer_dot", "hiddenlayer.dot", ("svg", "png")),
     ("torchviz_dot", "torchviz.dot", ("svg",)),
@@ -93,7 +94,10 @@ def render_graph_artifacts(
         "errors": out.errors,
         "tensorboard_graph": tb_graph is not None,
     }
-    artifacts.record(RECORD_KIND, **data)
+    artifacts.record(GraphRenderRecord(
+        name=name, files=data["files"], renderer=data["renderer"], note=data["note"],
+        errors=tuple(out.errors), tensorboard_graph=data["tensorboard_graph"],
+    ))
     out.warn(f"{name!r} ({graph.model_name})")  # after recording: -W error must not lose the record
     return data
 
@@ -160,7 +164,7 @@ def _draw_all(out: RenderOutcome, renderer: gv.Renderer) -> None:
             continue
         prefix = dot_key.removesuffix("dot")  # "" | "hiddenlayer_" | "torchviz_"
         for fmt in formats:
-            drawn = out.attempt(f"{dot_path.name} -> {fmt}", lambda p=dot_path, f=fmt: gv.render_file(renderer, p, f))
+            drawn = out.attempt(f"{dot_path.name} -> {fmt}", functools.partial(gv.render_file, renderer, dot_path, fmt))
             if drawn is not None:
                 out.files[f"{prefix}{fmt}"] = drawn
 

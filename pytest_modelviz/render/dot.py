@@ -88,7 +88,7 @@ def to_dot(graph: ArchitectureGraph, *, title: str | None = None, clusters: bool
         f"  node [{_NODE_ATTRS}];",
         f"  edge [{_EDGE_ATTRS}];",
     ]
-    fold_lines = {f.scope: [] for f in folds}
+    fold_lines: dict[str, list[str]] = {f.scope: [] for f in folds}
     for k, f in enumerate(folds):
         fold_lines[f.scope].append(f"f{k} [label={quote(f.label)}, {_FOLD_STYLE}];")
     if clusters:

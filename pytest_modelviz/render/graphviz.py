@@ -34,6 +34,7 @@ NO_RENDERER_NOTE = (
 DISABLED_NOTE = f"Graphviz rendering is turned off ({ENV_VAR} is set to an empty value); only .dot files were written."
 
 RendererKind = Literal["dot", "graphviz-pure"]
+ImageFormat = Literal["svg", "png"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def _is_executable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
 
-def render_file(renderer: Renderer, dot_path: Path, fmt: Literal["svg", "png"], *,
+def render_file(renderer: Renderer, dot_path: Path, fmt: ImageFormat, *,
                 timeout: float = DEFAULT_TIMEOUT_S) -> Path:
     """Render ``dot_path`` to ``<same stem>.<fmt>`` next to it and check the result is sound.
 

@@ -154,4 +154,5 @@ def to_dot(graph: ArchitectureGraph) -> str:
     """
     dot = build(graph).build_dot()
     dot.attr("graph", rankdir="TB")
-    return dot.source
+    source: str = dot.source
+    return source

@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
-# How a chart's marks look (its box and size are the page's business); the report puts it in its page, a standalone picture (``chart_document``) in
-# its own <style>, so a chart reads the same inline, in an <img> and opened on its own.
+# How a chart's marks look (its box and size are the page's business); the report puts it in its
+# page, a standalone picture (``chart_document``) in its own <style>, so a chart reads the same
+# inline, in an <img> and opened on its own.
 CHART_CSS = """\
 svg.chart text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
 svg.chart .chart-title { font-size: 13px; font-weight: 600; fill: #374151; }
@@ -113,7 +114,11 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str = "step", y
         f'<text class="chart-title" x="{_LEFT}" y="17">{escape(title)}</text>'
     )
     if not finite:
-        return head + f'<text class="chart-empty" x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">no finite values</text></svg>'
+        return (
+            head
+            + f'<text class="chart-empty" x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">'
+            + "no finite values</text></svg>"
+        )
     # The x range includes steps whose value was not finite, so their markers land on the chart.
     xs = [x for s in series for x, _ in s.points if math.isfinite(x)]
     ys = [p[1] for p in finite]
@@ -131,20 +136,31 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str = "step", y
     parts = [head]
     for t in yt:
         parts.append(f'<line class="grid" x1="{_LEFT}" x2="{_LEFT + pw}" y1="{sy(t):.1f}" y2="{sy(t):.1f}"/>')
-        parts.append(f'<text class="tick" x="{_LEFT - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{format_number(t)}</text>')
+        parts.append(
+            f'<text class="tick" x="{_LEFT - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{format_number(t)}</text>'
+        )
     for t in xt:
-        parts.append(f'<text class="tick" x="{sx(t):.1f}" y="{_TOP + ph + 16}" text-anchor="middle">{format_number(t)}</text>')
+        parts.append(
+            f'<text class="tick" x="{sx(t):.1f}" y="{_TOP + ph + 16}" text-anchor="middle">{format_number(t)}</text>'
+        )
     parts.append(f'<line class="axis" x1="{_LEFT}" x2="{_LEFT + pw}" y1="{_TOP + ph}" y2="{_TOP + ph}"/>')
     parts.append(f'<line class="axis" x1="{_LEFT}" x2="{_LEFT}" y1="{_TOP}" y2="{_TOP + ph}"/>')
-    parts.append(f'<text class="label" x="{_LEFT + pw / 2}" y="{HEIGHT - 3}" text-anchor="middle">{escape(x_label)}</text>')
+    parts.append(
+        f'<text class="label" x="{_LEFT + pw / 2}" y="{HEIGHT - 3}" text-anchor="middle">{escape(x_label)}</text>'
+    )
     if y_label:
-        parts.append(f'<text class="label" transform="translate(12 {_TOP + ph / 2}) rotate(-90)" text-anchor="middle">{escape(y_label)}</text>')
+        parts.append(
+            f'<text class="label" transform="translate(12 {_TOP + ph / 2}) rotate(-90)" text-anchor="middle">'
+            f"{escape(y_label)}</text>"
+        )
     for i, s in enumerate(series):
         color = PALETTE[i % len(PALETTE)]
         parts.extend(_series_marks(s, color, sx, sy, _TOP + 4))
         lx = _LEFT + pw - 150
         ly = _TOP + 12 + 15 * i
-        parts.append(f'<line x1="{lx}" x2="{lx + 16}" y1="{ly - 4}" y2="{ly - 4}" stroke="{color}" stroke-width="2.5"/>')
+        parts.append(
+            f'<line x1="{lx}" x2="{lx + 16}" y1="{ly - 4}" y2="{ly - 4}" stroke="{color}" stroke-width="2.5"/>'
+        )
         parts.append(f'<text class="legend" x="{lx + 21}" y="{ly}">{escape(_clip(s.name, 22))}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -168,7 +184,9 @@ def chart_document(charts: Sequence[str], *, title: str) -> str:
     )
 
 
-def _series_marks(s: Series, color: str, sx: Callable[[float], float], sy: Callable[[float], float], top: float) -> list[str]:
+def _series_marks(
+    s: Series, color: str, sx: Callable[[float], float], sy: Callable[[float], float], top: float
+) -> list[str]:
     """Polylines through finite points (broken at non-finite ones) and a red mark where a value
     was NaN or infinite, since that is the step a reader is looking for."""
     out: list[str] = []

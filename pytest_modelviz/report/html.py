@@ -15,7 +15,7 @@ from pathlib import Path
 from pytest_modelviz.artifacts import TestFolder, write_atomic
 from pytest_modelviz.records import RunOutcomes
 from pytest_modelviz.report.charts import CHART_CSS, format_number
-from pytest_modelviz.report.model import OUTCOME_ORDER, RunView
+from pytest_modelviz.report.model import OUTCOME_ORDER, RunView, TestView
 from pytest_modelviz.report.read import load_run
 from pytest_modelviz.report.sections import anchor_id, badge, command, test_card
 
@@ -75,7 +75,7 @@ def render(view: RunView) -> str:
 """
 
 
-def _ordered(view: RunView) -> list:
+def _ordered(view: RunView) -> list[TestView]:
     # Failures first: that is what a reader opens the report for.
     rank = {k: i for i, k in enumerate(OUTCOME_ORDER)}
     return sorted(view.tests, key=lambda t: rank.get(t.outcome, len(rank)))
@@ -134,7 +134,10 @@ def _summary(view: RunView) -> str:
 
 
 def _tile(value: str, label: str, cls: str) -> str:
-    return f'<div class="tile {e(cls)}"><span class="value">{e(value)}</span><span class="label">{e(label)}</span></div>'
+    return (
+        f'<div class="tile {e(cls)}"><span class="value">{e(value)}</span>'
+        f'<span class="label">{e(label)}</span></div>'
+    )
 
 
 def _seconds(value: float) -> str:
@@ -178,7 +181,8 @@ def _index(view: RunView) -> str:
         )
     return (
         f'<section class="index"><div class="filters">{"".join(buttons)}</div>'
-        '<table class="tests"><thead><tr><th>Outcome</th><th>Test</th><th>Artifacts</th><th class="num">Time</th></tr></thead>'
+        '<table class="tests"><thead><tr><th>Outcome</th><th>Test</th><th>Artifacts</th>'
+        '<th class="num">Time</th></tr></thead>'
         f'<tbody>{"".join(rows)}</tbody></table></section>'
     )
 

@@ -131,8 +131,9 @@ class RunView:
 
     @property
     def torch_versions(self) -> tuple[str, ...]:
-        found = [r.record.torch_version for t in self.tests for r in (*t.trains, *t.architectures)
-                 if r.record.torch_version]
+        records: list[TrainRecord | ArchitectureRecord] = [r.record for t in self.tests for r in t.trains]
+        records += [a.record for t in self.tests for a in t.architectures]
+        found = [r.torch_version for r in records if r.torch_version]
         found += _strings(self.extras.get("torch_version"))
         return tuple(sorted(set(found)))
 

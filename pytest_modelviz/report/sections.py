@@ -22,7 +22,11 @@ from pytest_modelviz.report.model import (
     TrainRun,
 )
 
-_RENDER_FAMILIES = (("", "Architecture graph"), ("hiddenlayer_", "hiddenlayer"), ("torchviz_", "Autograd graph (torchviz)"))
+_RENDER_FAMILIES = (
+    ("", "Architecture graph"),
+    ("hiddenlayer_", "hiddenlayer"),
+    ("torchviz_", "Autograd graph (torchviz)"),
+)
 
 
 def href(path: str) -> str:
@@ -35,7 +39,10 @@ def link(artifact: Artifact | None, text: str | None = None) -> str:
         return ""
     label = e(text or artifact.label)
     if artifact.href is None:
-        return f'<span class="missing" title="the record names a file that is not in the run folder">{label} (missing)</span>'
+        return (
+            '<span class="missing" title="the record names a file that is not in the run folder">'
+            f"{label} (missing)</span>"
+        )
     return f'<a href="{href(artifact.href)}">{label}</a>'
 
 
@@ -84,7 +91,8 @@ def test_card(t: TestView, index: int) -> str:
     if t.message:
         # A changed snapshot's diff is shown below in colour; the traceback repeats it, so start closed.
         shown_below = any(a.record.diff for a in t.architectures) or any(p.record.mismatches for p in t.params)
-        opened = " open" if t.outcome in ("failed", "error", "xpassed", "interrupted", "unknown") and not shown_below else ""
+        opens = t.outcome in ("failed", "error", "xpassed", "interrupted", "unknown") and not shown_below
+        opened = " open" if opens else ""
         title = {"skipped": "Reason", "xfailed": "Reason", "interrupted": "Interrupted"}.get(t.outcome, "Failure")
         parts.append(f'<details class="message"{opened}><summary>{title}</summary><pre>{e(t.message)}</pre></details>')
     for problem in t.problems:
@@ -98,10 +106,14 @@ def test_card(t: TestView, index: int) -> str:
     parts.append(viewers(t))
     if t.others:
         body = "\n".join(t.others)
-        parts.append(f'<details class="others"><summary>{len(t.others)} other record(s)</summary><pre>{e(body)}</pre></details>')
+        parts.append(
+            f'<details class="others"><summary>{len(t.others)} other record(s)</summary><pre>{e(body)}</pre></details>'
+        )
     if t.files:
         items = "".join(f"<li>{link(f)}</li>" for f in t.files)
-        parts.append(f'<details class="files"><summary>All artifacts ({len(t.files)})</summary><ul>{items}</ul></details>')
+        parts.append(
+            f'<details class="files"><summary>All artifacts ({len(t.files)})</summary><ul>{items}</ul></details>'
+        )
     parts.append("</section>")
     return "\n".join(p for p in parts if p)
 
@@ -243,7 +255,10 @@ def checks(items: tuple[CheckRecord, ...]) -> str:
         f"<td>{e(c.name)}</td><td>{e(c.message or ('passed' if c.passed else 'failed'))}</td></tr>"
         for c in items
     )
-    return f'<table class="checks"><thead><tr><th></th><th>Check</th><th>Result</th></tr></thead><tbody>{rows}</tbody></table>'
+    return (
+        '<table class="checks"><thead><tr><th></th><th>Check</th><th>Result</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
 
 
 def params(view: ParamsSnapshot) -> str:

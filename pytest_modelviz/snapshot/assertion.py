@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_modelviz.errors import SnapshotFormatError
 from pytest_modelviz.graph.model import ArchitectureGraph
+from pytest_modelviz.records import ArchitectureRecord, GraphRenderRecord, LayerRow
 
 if TYPE_CHECKING:
     import pytest
@@ -120,7 +121,8 @@ class GraphSnapshot:
         return check_snapshot(self._assertion, label, graph)
 
     def _update_hint(self) -> str:
-        return f"Run `pytest --snapshot-update {shlex.quote(self._request.node.nodeid)}` to accept the new architecture."
+        nodeid = shlex.quote(self._request.node.nodeid)
+        return f"Run `pytest --snapshot-update {nodeid}` to accept the new architecture."
 
     def _missing_message(self, result: Comparison) -> str:
         return (
@@ -160,28 +162,27 @@ class GraphSnapshot:
         folder = artifacts.unique_dir(f"graph-{label}")
         text_path = folder / "architecture.txt"
         artifacts.write(text_path, graph.to_text())
-        artifacts.record(
-            "architecture",
+        artifacts.record(ArchitectureRecord(
             name=label,
             model=graph.model_name,
             training=graph.training,
             totals=asdict(graph.totals),
-            rows=[
-                {
-                    "name": n.name,
-                    "type": n.short_type,
-                    "output_shape": list(n.outputs[0].shape) if n.outputs else [],
-                    "params": n.num_params,
-                    "macs": n.macs,
-                }
+            rows=tuple(
+                LayerRow(
+                    name=n.name,
+                    type=n.short_type,
+                    output_shape=tuple(n.outputs[0].shape) if n.outputs else (),
+                    params=n.num_params,
+                    macs=n.macs,
+                )
                 for n in graph.nodes
                 if n.kind not in ("input", "output")
-            ],
+            ),
             snapshot=status,
             diff=diff_text,
             text=artifacts.relative(text_path),
             torch_version=torch.__version__,
-        )
+        ))
         self._render(graph, folder, label, model, args, kwargs)
 
     def _render(
@@ -209,8 +210,6 @@ class GraphSnapshot:
             )
         except Exception as exc:  # noqa: BLE001 - recorded for the report and warned below
             note = f"rendering failed: {type(exc).__name__}: {exc}"
-            self._artifacts.record(
-                "graph_render", name=label, files={}, renderer=None, note=note, tensorboard_graph=False
-            )
+            self._artifacts.record(GraphRenderRecord(name=label, note=note))
             warnings.warn(RenderWarning(f"graph {label!r} {note}"), stacklevel=3)
 

@@ -81,6 +81,14 @@ class TextSnapshotExtension(SingleFileSnapshotExtension):
     def agree(self, new: Any, stored: Any) -> bool:
         return str(new) == str(stored)
 
+    @classmethod
+    def text_of(cls, data: SerializedData) -> str:
+        """``data`` as the text it is: these kinds serialize to and read back ``str``, though
+        syrupy's type allows ``bytes`` too."""
+        if not isinstance(data, str):
+            raise TypeError(f"{cls.__name__} compares text, got {type(data).__name__}")
+        return data
+
 
 class ArchitectureExtension(TextSnapshotExtension):
     """Architecture snapshots: ``ArchitectureGraph.to_text()`` compared exactly, diffed by layer.
@@ -107,7 +115,8 @@ class ArchitectureExtension(TextSnapshotExtension):
             return
         name = Path(snapshot_data.location).stem if isinstance(snapshot_data, StoredText) else "snapshot"
         try:
-            yield from architecture_diff(snapshot_data, str(serialized_data), name=name, full=self.full_diff)
+            stored = self.text_of(snapshot_data)
+            yield from architecture_diff(stored, str(serialized_data), name=name, full=self.full_diff)
         except SnapshotFormatError as exc:
             yield str(exc)
             return

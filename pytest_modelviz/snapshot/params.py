@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pytest_modelviz.errors import ModelvizUsageError, SnapshotFormatError
 from pytest_modelviz.params.stats import ParamStats, Tolerance, ToleranceSpec, compare_stats, compute_stats
+from pytest_modelviz.records import ParamsRecord
 from pytest_modelviz.render.outcome import LITERAL_TEXT, RenderOutcome
 from pytest_modelviz.snapshot.extension import TextSnapshotExtension, check_snapshot, display_path
 from pytest_modelviz.snapshot.files import PARAMS_EXTENSION, StoredText
@@ -96,12 +97,14 @@ class ParamStatsExtension(TextSnapshotExtension):
             yield "Run `pytest --snapshot-update` to create it."
             return
         try:
-            stored = parse_stats_text(snapshot_data)
-            actual = parse_stats_text(serialized_data)
+            stored = parse_stats_text(self.text_of(snapshot_data))
+            actual = parse_stats_text(self.text_of(serialized_data))
         except SnapshotFormatError as exc:
             yield str(exc)
             return
-        shown = display_path(snapshot_data.location, Path.cwd()) if isinstance(snapshot_data, StoredText) else "snapshot"
+        shown = (
+            display_path(snapshot_data.location, Path.cwd()) if isinstance(snapshot_data, StoredText) else "snapshot"
+        )
         name = Path(shown).stem
         mismatches = compare_stats(stored, actual, self.tolerance_for(serialized_data))
         yield from _mismatch_lines(name, actual.model, shown, mismatches)
@@ -218,15 +221,14 @@ def _write_artifacts(
     if written is not None:
         plot = pictures.attempt("parameter histograms", lambda: _queue_histograms(
             artifacts, stats_path, folder / "histograms.svg", f"parameter histograms {label!r}"))
-    artifacts.record(
-        "params",
+    artifacts.record(ParamsRecord(
         name=label,
         model=actual.model,
         snapshot=status,
-        mismatches=mismatches,
+        mismatches=tuple(mismatches),
         plot=None if plot is None else artifacts.relative(plot),
         stats=artifacts.relative(stats_path),
-    )
+    ))
     pictures.warn(f"{label!r} ({actual.model})")  # after recording: -W error must not lose the record
 
 
@@ -312,7 +314,7 @@ def _plot_histograms(actual: ParamStats, stored: ParamStats | None, path: Path) 
         fig.subplots_adjust(left=0.45 / width, right=1 - 0.15 / width, bottom=0.3 / height, top=1 - 0.55 / height,
                             wspace=0.3, hspace=0.6)
         axes = fig.subplots(rows, cols, squeeze=False)
-        for ax, t in zip(axes.flat, tensors):
+        for ax, t in zip(axes.flat, tensors, strict=False):  # a full grid: more axes than tensors
             _draw_one(ax, t, stored.get(t.name) if comparable and stored is not None else None)
         for ax in list(axes.flat)[len(tensors):]:
             ax.set_axis_off()

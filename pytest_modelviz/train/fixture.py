@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pytest_modelviz.artifacts import ArtifactDir
+from pytest_modelviz.records import CheckRecord, TrainRecord
 from pytest_modelviz.train.result import hide_for_failures
 
 if TYPE_CHECKING:
@@ -74,7 +75,8 @@ def _test_sinks(request: pytest.FixtureRequest, label: str, seed: int) -> list[M
     from pytest_modelviz.tensorboard.sink import TensorBoardSink
 
     # The test's own tb_writer, so what the test logs and what training logs share one run.
-    out: list[MetricSink] = [TensorBoardSink(request.getfixturevalue("tb_writer"), hparams={"model": label, "seed": seed})]
+    tb_writer = request.getfixturevalue("tb_writer")
+    out: list[MetricSink] = [TensorBoardSink(tb_writer, hparams={"model": label, "seed": seed})]
     if importlib.util.find_spec("visdom") is not None:  # visdom is an extra
         from pytest_modelviz.visdom.sink import FLUSH_SECS, VisdomSink
 
@@ -88,7 +90,7 @@ def _check_reporter(artifacts: ArtifactDir, label: str) -> Callable[[str, bool, 
         return None
 
     def report(check: str, passed: bool, message: str) -> None:
-        artifacts.record("check", name=check, passed=passed, message=message, train=label)
+        artifacts.record(CheckRecord(name=check, passed=passed, message=message, train=label))
 
     return report
 
@@ -100,22 +102,21 @@ def _record(artifacts: ArtifactDir, result: TrainResult) -> None:
     pictures = RenderOutcome()
     curves = pictures.attempt("training curves", lambda: _write_curves(artifacts, result))
     notes = [] if result.error is None else [f"training stopped after {result.steps_run} step(s): {result.error}"]
-    artifacts.record(
-        "train",
+    artifacts.record(TrainRecord(
         name=result.name,
         model=type(result.model).__name__,
         device=result.device,
         torch_version=result.torch_version,
         steps=result.steps_run,
-        losses=result.losses,
-        lrs=result.lrs,
-        grad_norms=result.grad_norms,
-        eval={k: [[s, v] for s, v in points] for k, points in result.eval.items()},
+        losses=tuple(result.losses),
+        lrs=tuple(result.lrs),
+        grad_norms=tuple(result.grad_norms),
+        eval={k: tuple((s, v) for s, v in points) for k, points in result.eval.items()},
         curves=curves,
         error=result.error,
         note="\n".join([*notes, pictures.note or ""]).strip(),
         tensorboard=artifacts.relative(artifacts.tensorboard_dir),
-    )
+    ))
     pictures.warn(f"the training run {result.name!r}")  # after recording: -W error must not lose it
 
 

@@ -190,7 +190,9 @@ class _Run:
                 break
         interrupted(len(self.losses))
 
-    def result(self, start: _Start, *, final: dict[str, Fingerprint], error: BaseException | None = None) -> TrainResult:
+    def result(
+        self, start: _Start, *, final: dict[str, Fingerprint], error: BaseException | None = None
+    ) -> TrainResult:
         """What ran, as a ``TrainResult``; with ``error``, what ran before training failed (the
         steps whose values were all recorded: a Ctrl-C can land between two appends)."""
         import torch
@@ -245,17 +247,22 @@ class _Run:
         if self.scaler is not None:
             self.scaler.unscale_(self.opt)  # the norms, the clipping and the record see true gradients
         present = [i for i, p in enumerate(self.params) if p.grad is not None]
-        grads = [self.params[i].grad for i in present]
-        norms = torch.stack(torch._foreach_norm(grads)).float() if grads else loss.new_zeros(0, dtype=torch.float32)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if grads:
+            norms = torch.stack(torch._foreach_norm(grads)).float()
+        else:
+            norms = loss.new_zeros(0, dtype=torch.float32)
         total = torch.linalg.vector_norm(norms)
         if options.grad_clip is not None and grads:
             # What clip_grad_norm_ does, reusing the norms already computed.
             torch._foreach_mul_(grads, (options.grad_clip / (total + 1e-6)).clamp(max=1.0))
         # The one host transfer of the step.
-        host = torch.cat([loss.detach().float().reshape(1), total.reshape(1), out_ok.float().reshape(1), norms]).tolist()
+        host = torch.cat(
+            [loss.detach().float().reshape(1), total.reshape(1), out_ok.float().reshape(1), norms]
+        ).tolist()
         loss_v, total_v, out_v, per = host[0], host[1], host[2], host[3:]
         row = [0.0] * len(self.params)
-        for i, v in zip(present, per):
+        for i, v in zip(present, per, strict=True):  # one norm per gradient present
             row[i] = v
         lr = optim_.current_lr(self.opt)
         self.losses.append(loss_v)
@@ -276,7 +283,7 @@ class _Run:
             self.times.append(time.perf_counter() - start)
             return False
         if finite and math.isfinite(total_v) and self.sinks and step % options.every == 0:
-            self._log_weights(step, present)  # not for a step the GradScaler skips: inf has no histogram
+            self._log_weights(step, present, grads)  # not for a step the GradScaler skips: inf has no histogram
         stepped = self._optimizer_step()
         evaluated = None
         last = step == options.steps - 1
@@ -300,11 +307,13 @@ class _Run:
         self.scaler.update()
         return bool(self.scaler.get_scale() >= scale)
 
-    def _log_weights(self, step: int, present: list[int]) -> None:
+    def _log_weights(self, step: int, present: list[int], grads: list[torch.Tensor]) -> None:
+        """Histograms of every parameter, and of the gradients ``grads`` of ``self.params[i]`` for
+        ``i`` in ``present``."""
         from pytest_modelviz.params.histograms import device_histograms
 
         names = [n for n, _ in self.named]
-        tensors = [p.detach() for p in self.params] + [self.params[i].grad for i in present]
+        tensors = [p.detach() for p in self.params] + grads
         tags = [f"params/{n}" for n in names] + [f"grads/{names[i]}" for i in present]
         for tag, hist in zip(tags, device_histograms(tensors, bins=self.options.histogram_bins), strict=True):
             for sink in self.sinks:
@@ -332,13 +341,17 @@ class _Run:
         finally:
             restore_training_flags(self.model, flags)  # an eval_fn calling model.eval() must not leak
         if not isinstance(metrics, Mapping):
-            raise TrainingError(f"step {step}: eval_fn must return a dict of metric name -> float, got {type(metrics).__name__}")
+            raise TrainingError(
+                f"step {step}: eval_fn must return a dict of metric name -> float, got {type(metrics).__name__}"
+            )
         values = {}
         for key, value in metrics.items():
             try:
                 values[str(key)] = float(value)
             except (TypeError, ValueError):
-                raise TrainingError(f"step {step}: eval_fn returned {key!r} = {value!r}, which is not a number") from None
+                raise TrainingError(
+                    f"step {step}: eval_fn returned {key!r} = {value!r}, which is not a number"
+                ) from None
         for key, value in values.items():
             self.eval.setdefault(key, []).append((step, value))
         for sink in self.sinks:
@@ -353,7 +366,7 @@ def _error_text(exc: BaseException) -> str:
 
 def _nonfinite(step: int, loss: float, output_ok: bool, norms: list[float], names: list[str],
                bad_output: str | None = None) -> NonFinite:
-    bad = [n for n, v in zip(names, norms) if not math.isfinite(v)]
+    bad = [n for n, v in zip(names, norms, strict=True) if not math.isfinite(v)]  # one norm per parameter
     if not output_ok:
         where = f" {bad_output!r}" if bad_output else ""
         what = f"the model's output{where} has NaN/Inf values"
@@ -377,7 +390,7 @@ def _config_text(label: str, opt: torch.optim.Optimizer, options: TrainOptions, 
 
 
 def _watched_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    tensors = {f"param:{n}": p for n, p in model.named_parameters()}
+    tensors: dict[str, torch.Tensor] = {f"param:{n}": p for n, p in model.named_parameters()}
     tensors.update({f"buffer:{n}": b for n, b in model.named_buffers()})
     return tensors
 

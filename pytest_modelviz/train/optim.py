@@ -122,7 +122,9 @@ def step_scheduler(
         sched.step(evaluated[metric])
 
 
-def optimizer_like(opt: torch.optim.Optimizer, model: torch.nn.Module, source: torch.nn.Module) -> torch.optim.Optimizer:
+def optimizer_like(
+    opt: torch.optim.Optimizer, model: torch.nn.Module, source: torch.nn.Module
+) -> torch.optim.Optimizer:
     """An optimizer of ``opt``'s class and groups over ``model``'s parameters instead of ``source``'s.
 
     Copied rather than constructed, so an optimizer whose ``__init__`` takes arguments of its own

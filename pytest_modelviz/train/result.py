@@ -272,7 +272,9 @@ class TrainResult:
         if self.setup is None:
             raise AssertionError(f"{self.name}: this result has no training setup to resume from")
         if self.nonfinite is not None:
-            raise AssertionError(f"{self.name}: cannot check resuming: training went non-finite at {self.nonfinite.message}")
+            raise AssertionError(
+                f"{self.name}: cannot check resuming: training went non-finite at {self.nonfinite.message}"
+            )
         check_resume(self.name, self.model, self.setup, self.steps_run, fresh_model, path, rtol, atol)
 
 

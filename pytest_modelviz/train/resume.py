@@ -120,7 +120,7 @@ def _state_diffs(trained: torch.nn.Module, ref: torch.nn.Module, new: torch.nn.M
     out = []
     new_params = dict(new.named_parameters())
     for pname, p in ref.named_parameters():
-        q = new_params.get(pname)
+        q: torch.Tensor | None = new_params.get(pname)
         if q is None or not torch.equal(p.detach(), q.detach()):
             out.append(f"parameter {pname}")
     new_buffers = dict(new.named_buffers())
@@ -137,7 +137,8 @@ def _optimizer_diffs(ref_model: torch.nn.Module, ref_opt: torch.optim.Optimizer,
     import torch
 
     out = []
-    for g, (a, b) in enumerate(zip(ref_opt.param_groups, new_opt.param_groups)):
+    # Both copy the trained optimizer's groups (``optimizer_like``; ``load_state_dict`` refuses another count).
+    for g, (a, b) in enumerate(zip(ref_opt.param_groups, new_opt.param_groups, strict=True)):
         for key in sorted(set(a) - {"params"}):
             if not _same(a.get(key), b.get(key)):
                 out.append(f"optimizer param_group {g} {key!r}: {a.get(key)!r} vs {b.get(key)!r}")

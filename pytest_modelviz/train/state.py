@@ -4,7 +4,8 @@ Weights are remembered as fingerprints, not copies, so a check costs three float
 tensor whatever the model's size: the sum, the sum of squares and the sum of absolute values,
 reduced in float64 on the tensor's device. A real update moves at least one of them (below about
 10^8 values, a float64 sum registers even a one-ulp change of one float32 element); a tensor left
-alone keeps all three bit for bit. An update that only permuted a tensor's values would go unseen; optimizers do not do that.
+alone keeps all three bit for bit. An update that only permuted a tensor's values would go unseen;
+optimizers do not do that.
 A complex tensor (a RoPE ``freqs_cis`` buffer) is read as its real and imaginary parts side by side
 (``view_as_real``), so a change of either part is seen, and no cast discards one with a warning.
 """
@@ -36,7 +37,7 @@ def fingerprints(tensors: Mapping[str, torch.Tensor]) -> dict[str, Fingerprint]:
         rows.append(torch.stack([flat.sum(), flat.dot(flat), torch.linalg.vector_norm(flat, 1)]))
     # One copy to the host (rows of a model split over devices are gathered on the first one).
     host = torch.stack([r.to(rows[0].device) for r in rows]).cpu().tolist()
-    return {name: (a, b, c) for name, (a, b, c) in zip(tensors, host)}
+    return {name: (a, b, c) for name, (a, b, c) in zip(tensors, host, strict=True)}  # one row per tensor
 
 
 @contextlib.contextmanager

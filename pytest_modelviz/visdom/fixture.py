@@ -16,6 +16,7 @@ import pytest
 
 from pytest_modelviz.artifacts import ArtifactDir
 from pytest_modelviz.errors import SinkError
+from pytest_modelviz.records import VisdomRecord
 from pytest_modelviz.visdom.client import ServerAddress, env_name, open_client, parse_url
 from pytest_modelviz.visdom.envfile import VisdomEnvWarning, fetch_env, rebuild_env, write_env
 from pytest_modelviz.visdom.replay import replay_command
@@ -79,8 +80,7 @@ def _keep_env(client: Any, env: str, artifacts: ArtifactDir, replay_to: str | No
     else:
         json_path = write_env(state, artifacts.visdom_dir / f"{env}.json")
         windows = len(state["jsons"])
-    artifacts.record(
-        "visdom",
+    artifacts.record(VisdomRecord(
         env=env,
         json=None if json_path is None else artifacts.relative(json_path),
         log=artifacts.relative(log_path),
@@ -89,5 +89,5 @@ def _keep_env(client: Any, env: str, artifacts: ArtifactDir, replay_to: str | No
         replay=replay_command(Path(artifacts.root.name) / artifacts.relative(log_path), replay_to),
         server=None if client.offline else f"{client.server}:{client.port}{client.base_url}",
         windows=windows,
-    )
+    ))
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -178,7 +181,7 @@ def test_forward_error_names_the_module_and_the_shapes_that_reached_it() -> None
         (ConvNet, ([[0.0, 1.0]],), "no example input of ConvNet is a tensor (got list)"),
     ],
 )
-def test_bad_arguments_get_clear_messages(model, args, expected) -> None:
+def test_bad_arguments_get_clear_messages(model: Callable[[], Any], args: tuple[Any, ...], expected: str) -> None:
     with pytest.raises(CaptureError, match=None) as info:
         capture(model(), *args)
     assert expected in str(info.value)

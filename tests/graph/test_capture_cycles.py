@@ -59,6 +59,8 @@ def test_graph_snapshot_of_a_module_that_contains_itself(pytester: pytest.Pytest
     pytester.makepyfile(test_user=USER_TEST)
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["E*CaptureError: cannot capture Sequential: its submodule 'me' is the model Sequential itself*"])
+    result.stdout.fnmatch_lines(
+        ["E*CaptureError: cannot capture Sequential: its submodule 'me' is the model Sequential itself*"]
+    )
     result.stdout.no_fnmatch_line("E*RecursionError*")
     assert not (pytester.path / "__snapshots__").exists() or not any((pytester.path / "__snapshots__").rglob("*.*"))

@@ -3,6 +3,9 @@ and no mode is ever left behind, also when forward fails or enters a mode of its
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
@@ -24,7 +27,13 @@ class Counting(TorchFunctionMode):
         super().__init__()
         self.calls = 0
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN206
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Collection[type],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
         self.calls += 1
         return func(*args, **(kwargs or {}))
 

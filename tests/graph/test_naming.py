@@ -20,7 +20,8 @@ ZOO_SCRIPT = Path(__file__).parents[2] / "benchmarks" / "compare_capture_version
 
 def _node_call(model: nn.Module, *args: Any) -> dict[str, str]:
     """``name -> layer text`` of every node, e.g. ``{"pad": "torch.nn.functional.pad((1, 1))"}``."""
-    return {line.split("  ")[1]: line.split("  ")[2] for line in capture(model, *args).to_text().splitlines() if line[:1].isdigit()}
+    lines = capture(model, *args).to_text().splitlines()
+    return {line.split("  ")[1]: line.split("  ")[2] for line in lines if line[:1].isdigit()}
 
 
 class _Calls(nn.Module):
@@ -80,7 +81,10 @@ def test_call_args_bind_to_the_signature_and_keep_calls_it_cannot_bind_as_passed
         (nn.Linear(4, 2), "torch.nn.Linear(4, 2)"),
         (nn.Linear(4, 2, bias=False), "torch.nn.Linear(4, 2, bias=False)"),
         (nn.Conv2d(1, 2, 3), "torch.nn.Conv2d(1, 2, kernel_size=(3, 3))"),
-        (nn.Conv1d(2, 2, 3, padding="same", dilation=2), "torch.nn.Conv1d(2, 2, kernel_size=(3,), padding='same', dilation=(2,))"),
+        (
+            nn.Conv1d(2, 2, 3, padding="same", dilation=2),
+            "torch.nn.Conv1d(2, 2, kernel_size=(3,), padding='same', dilation=(2,))",
+        ),
         (nn.MaxPool2d(2), "torch.nn.MaxPool2d(kernel_size=2, stride=2)"),
         (nn.BatchNorm2d(3), "torch.nn.BatchNorm2d(3)"),
         # Without affine weights there is no bias: releases that take ``bias=`` must not add it.
@@ -92,7 +96,10 @@ def test_call_args_bind_to_the_signature_and_keep_calls_it_cannot_bind_as_passed
         (nn.ReLU6(), "torch.nn.ReLU6"),
         (nn.Dropout(0.1), "torch.nn.Dropout(p=0.1)"),
         (nn.MultiheadAttention(8, 2), "torch.nn.MultiheadAttention(8, 2)"),
-        (nn.MultiheadAttention(8, 2, kdim=4, vdim=4, bias=False), "torch.nn.MultiheadAttention(8, 2, bias=False, kdim=4, vdim=4)"),
+        (
+            nn.MultiheadAttention(8, 2, kdim=4, vdim=4, bias=False),
+            "torch.nn.MultiheadAttention(8, 2, bias=False, kdim=4, vdim=4)",
+        ),
         (nn.LSTM(4, 3, num_layers=2), "torch.nn.LSTM(4, 3, num_layers=2)"),  # takes *args: read from RNNBase
         (nn.RNN(4, 3, nonlinearity="relu"), "torch.nn.RNN(4, 3, nonlinearity='relu')"),
         (nn.Embedding(10, 3, padding_idx=0), "torch.nn.Embedding(10, 3, padding_idx=0)"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 import torch
 import torchvision
@@ -41,7 +44,9 @@ def test_layout_header_and_one_node_per_line(convnet_text: str) -> None:
         (lambda: torchvision.models.resnet18(weights=None).eval(), (torch.randn(1, 3, 32, 32),), {}),
     ],
 )
-def test_round_trip_gives_back_the_same_graph(factory, args, kwargs) -> None:
+def test_round_trip_gives_back_the_same_graph(
+    factory: Callable[[], torch.nn.Module], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
     model = factory()
     for p in list(model.parameters())[:1]:
         p.requires_grad_(False)  # a frozen parameter survives the round trip too
@@ -58,14 +63,19 @@ def test_round_trip_gives_back_the_same_graph(factory, args, kwargs) -> None:
         (lambda t: t.replace("# modelviz architecture v1", "# modelviz architecture v9"), "line 1"),
         (lambda t: t.replace("mode: train", "mode: sideways"), "mode must be 'train' or 'eval'"),
         (lambda t: t.replace("4  conv2", "7  conv2"), "line 14: expected node 4"),
-        (lambda t: t.replace("[1, 16, 14, 14] float32 -> [1, 32", "[1, 16, 14 float32 -> [1, 32"), "line 14: bad tensor list"),
+        (
+            lambda t: t.replace("[1, 16, 14, 14] float32 -> [1, 32", "[1, 16, 14 float32 -> [1, 32"),
+            "line 14: bad tensor list",
+        ),
         (lambda t: t.replace("<- 3", "<- 12"), "line 14: a node can only consume earlier nodes"),
         (lambda t: t.replace("macs=903,168", "flops=903,168"), "line 14: unknown field 'flops=903,168'"),
         (lambda t: t.replace("    param conv2.weight", "    param conv2.weight ???"), "line 15: bad parameter line"),
         (lambda t: t.replace("totals: params=20,490", "totals: params=lots"), "expected a number, got 'lots'"),
     ],
 )
-def test_corrupt_text_names_the_line_and_the_fix(convnet_text: str, edit, expected) -> None:
+def test_corrupt_text_names_the_line_and_the_fix(
+    convnet_text: str, edit: Callable[[str], str], expected: str
+) -> None:
     with pytest.raises(SnapshotFormatError) as info:
         ArchitectureGraph.from_text(edit(convnet_text))
     assert expected in str(info.value)
@@ -88,7 +98,7 @@ class OddNames(torch.nn.Module):
         self.heads["tied copy"] = torch.nn.Linear(3, 3)
         self.heads["tied copy"].weight = self.heads["head 1"].weight
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         for name in [*ODD_NAMES, "tied copy"]:
             x = self.heads[name](x)
         return {"out put\n": x}

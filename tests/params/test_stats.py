@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -145,16 +146,25 @@ def test_text_is_identical_across_processes_and_hash_seeds() -> None:
         (lambda ls: ["# something else", *ls[1:]], r"snap, line 1: expected the header"),
         (lambda ls: ls[:2] + ["bins: many"] + ls[3:], r"line 3: 'many' is not a whole number"),
         (lambda ls: [line.replace("  std:", "  sd:") for line in ls], r"line 13: expected '  std: \.\.\.', got 'sd: "),
-        (lambda ls: [line.replace("  count: 128", "  count: -1") for line in ls], r"line 10: '-1' must not be negative"),
+        (
+            lambda ls: [line.replace("  count: 128", "  count: -1") for line in ls],
+            r"line 10: '-1' must not be negative",
+        ),
         (lambda ls: [line.replace("param 0.bias", "param 0.weight") for line in ls], r"'0.weight' appears twice"),
-        (lambda ls: [line.replace("param 0.bias", "weight 0.bias") for line in ls], r"expected 'param NAME' or 'buffer NAME'"),
-        (lambda ls: [line + " 0.5" if line.startswith("  hist:") else line for line in ls], r"hist has 6 values but .* bins: 5"),
+        (
+            lambda ls: [line.replace("param 0.bias", "weight 0.bias") for line in ls],
+            r"expected 'param NAME' or 'buffer NAME'",
+        ),
+        (
+            lambda ls: [line + " 0.5" if line.startswith("  hist:") else line for line in ls],
+            r"hist has 6 values but .* bins: 5",
+        ),
         (lambda ls: [line.replace("[16, 8]", "16x8") for line in ls], r"shape must look like \[2, 3\]"),
         (lambda ls: ls[:12], r"line 13: unexpected end of file, expected '  std: \.\.\.'"),
         (lambda ls: [], r"unexpected end of file, expected the format header"),
     ],
 )
-def test_corrupt_text_names_the_line(edit, message: str) -> None:
+def test_corrupt_text_names_the_line(edit: Callable[[list[str]], list[str]], message: str) -> None:
     lines = compute_stats(_net(), bins=5).to_text().splitlines()
     with pytest.raises(SnapshotFormatError, match=message) as info:
         parse_stats("\n".join(edit(lines)) + "\n", source="snap")

@@ -6,6 +6,9 @@ A helper module rather than ``conftest.py``: other test folders import the top-l
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from pytest_modelviz.graph.model import ArchitectureGraph, Node, ParamSpec, TensorSpec, Totals
 
 
@@ -55,3 +58,13 @@ def awkward_graph() -> ArchitectureGraph:
                           inputs=(t,), outputs=(t,), parents=(i - 1,)))
     nodes.append(Node(len(nodes), "output", "output", "output", inputs=(t,), parents=(len(nodes) - 1,)))
     return ArchitectureGraph('Model "<ü>"', True, tuple(nodes), Totals(0, 0, 0, 0, 0))
+
+
+def read_graph(path: Path) -> Any:  # -> TensorBoard's GraphDef
+    """The Graphs-tab event under ``path`` (a logdir or one event file), read back with TensorBoard's
+    own ``EventAccumulator``."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    acc = event_accumulator.EventAccumulator(str(path))
+    acc.Reload()
+    return acc.Graph()

@@ -5,18 +5,25 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from render_graphs import conv_net_graph
 
 from pytest_modelviz.artifacts import ArtifactDir
 from pytest_modelviz.errors import RenderWarning
+from pytest_modelviz.records import RECORD_VERSION
 from pytest_modelviz.render import graphviz as gv
 from pytest_modelviz.render import render_graph_artifacts
 from pytest_modelviz.render.pending import Drawn, draw_pending, read_pictures
 
+if TYPE_CHECKING:
+    import torch
+
 PURE = Path(sys.executable).parent / gv.PURE_NAME
-ALL_KEYS = {"dot", "svg", "png", "hiddenlayer_dot", "hiddenlayer_svg", "hiddenlayer_png", "torchviz_dot", "torchviz_svg"}
+ALL_KEYS = {
+    "dot", "svg", "png", "hiddenlayer_dot", "hiddenlayer_svg", "hiddenlayer_png", "torchviz_dot", "torchviz_svg",
+}
 
 
 @pytest.fixture
@@ -24,7 +31,7 @@ def artifacts(tmp_path: Path) -> ArtifactDir:
     return ArtifactDir("tests/x.py::test_model", tmp_path / "test-x", persist=True)
 
 
-def _small_model():
+def _small_model() -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
     import torch
     from torch import nn
 
@@ -33,7 +40,7 @@ def _small_model():
     return model, (torch.randn(2, 3, 6, 6),)
 
 
-def _render(artifacts: ArtifactDir, **kwargs) -> dict:
+def _render(artifacts: ArtifactDir, **kwargs: Any) -> dict:
     return render_graph_artifacts(conv_net_graph(), artifacts, folder=artifacts.unique_dir("graph-net"), name="net",
                                   **kwargs)
 
@@ -62,7 +69,7 @@ def test_everything_is_written_and_recorded(artifacts: ArtifactDir, monkeypatch:
     assert (artifacts.root / data["files"]["png"]).read_bytes().startswith(gv.PNG_MAGIC)
     assert any(p.name.startswith("events.out.tfevents") for p in artifacts.tensorboard_dir.iterdir())
     (record,) = artifacts.records()
-    assert record == json.loads(json.dumps({"kind": "graph_render", **data}))
+    assert record == json.loads(json.dumps({"kind": "graph_render", "version": RECORD_VERSION, **data}))
 
 
 def test_without_model_there_is_no_torchviz(artifacts: ArtifactDir, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,7 +126,9 @@ def test_pictures_that_fail_at_the_end_of_the_run_are_named_with_the_reason(
     assert data["errors"] == [] and not [w for w in recwarn if issubclass(w.category, RenderWarning)]
     drawn = draw_pending([artifacts.root])
     failed = sorted(p.output for _, p in drawn.failed)
-    assert failed == ["graph-net/graph.png", "graph-net/graph.svg", "graph-net/hiddenlayer.png", "graph-net/hiddenlayer.svg"]
+    assert failed == [
+        "graph-net/graph.png", "graph-net/graph.svg", "graph-net/hiddenlayer.png", "graph-net/hiddenlayer.svg",
+    ]
     assert all("(exit 3)" in p.message and "out of crayons" in p.message for _, p in drawn.failed)
     states = {p.output: p.state for p in read_pictures(artifacts.root)}  # kept for the report
     assert states["graph-net/hiddenlayer.dot"] == "drawn" and states["graph-net/graph.svg"] == "failed"

@@ -28,7 +28,9 @@ def _edges(dot: str) -> list[tuple[str, str]]:
 def test_conv_bn_relu_is_folded_and_dropout_bridged() -> None:
     dot = hlg.to_dot(conv_net_graph())
     labels = _labels(dot)
-    assert list(labels.values()) == ["Input", "Conv3x3 &gt; BatchNorm &gt; Relu", "Flatten", "Linear &gt; Relu", "Output"]
+    assert list(labels.values()) == [
+        "Input", "Conv3x3 &gt; BatchNorm &gt; Relu", "Flatten", "Linear &gt; Relu", "Output",
+    ]
     assert list(labels) == ["n0", "n1", "n2", "n3", "n4"]  # renumbered in capture order
     # a chain: Dropout (between Relu and Flatten) is gone, but the edge across it is not
     assert sorted(_edges(dot)) == [("n0", "n1"), ("n1", "n2"), ("n2", "n3"), ("n3", "n4")]

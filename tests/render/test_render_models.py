@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from render_graphs import read_graph
 
 from pytest_modelviz.render import graphviz as gv
 
@@ -23,11 +24,6 @@ from pytest_modelviz.tensorboard.graph import tb_names, to_graph_def, write_grap
 
 PURE = Path(sys.executable).parent / gv.PURE_NAME
 
-
-def _read_graph(logdir: Path):
-    acc = event_accumulator.EventAccumulator(str(logdir))
-    acc.Reload()
-    return acc.Graph()
 
 
 @pytest.mark.slow
@@ -51,7 +47,7 @@ def test_resnet18_all_renders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert "'6'>Conv3x3<" not in hl_dot  # every conv was folded with its BatchNorm
     svg = (artifacts.root / data["files"]["svg"]).read_text(encoding="utf-8")
     assert "layer4.1.conv2" in svg
-    read = _read_graph(artifacts.tensorboard_dir)
+    read = read_graph(artifacts.tensorboard_dir)
     names = {n.name: n for n in read.node}
     assert names["ResNet/layer1/0/conv1"].op == "Conv2d"
     assert list(names["ResNet/fc"].input) == ["ResNet/flatten"]
@@ -64,7 +60,7 @@ def test_vit_b_16_graph_in_tensorboard(tmp_path: Path) -> None:
     model = torchvision.models.vit_b_16(weights=None).eval()
     graph = capture(model, torch.randn(1, 3, 224, 224))
     write_graph_event(to_graph_def(graph), tmp_path / "tb")
-    read = _read_graph(tmp_path / "tb")
+    read = read_graph(tmp_path / "tb")
     assert [n.name for n in read.node] == tb_names(graph)
     nodes = {n.name: n for n in read.node}
     attn = nodes["VisionTransformer/encoder/layers/encoder_layer_11/self_attention"]
@@ -101,5 +97,5 @@ def test_user_run_gets_pictures_and_a_graphs_tab(pytester: pytest.Pytester) -> N
     for key in ("dot", "svg", "png", "hiddenlayer_svg", "torchviz_svg"):
         assert (test_dir / render["files"][key]).is_file(), key
     assert render["tensorboard_graph"] is True
-    names = [n.name for n in _read_graph(test_dir / "tensorboard").node]
+    names = [n.name for n in read_graph(test_dir / "tensorboard").node]
     assert "Sequential/0" in names and "Sequential/4" in names

@@ -39,7 +39,8 @@ def test_run_name_under_the_users_tex_settings(short_train):
     import matplotlib
 
     with matplotlib.rc_context({"text.usetex": True, "axes.formatter.use_mathtext": True}):
-        short_train(make_model(), make_data(), loss_fn=F.cross_entropy, optimizer=sgd, steps=3, name="$\\notacommand$ tex")
+        short_train(make_model(), make_data(), loss_fn=F.cross_entropy, optimizer=sgd, steps=3,
+                    name="$\\notacommand$ tex")
 
 
 def test_metric_names_and_values(short_train):

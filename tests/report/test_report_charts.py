@@ -16,7 +16,7 @@ from pytest_modelviz.report.charts import Series, format_number, line_chart, nic
 def test_nice_ticks_cover_the_range() -> None:
     ticks = nice_ticks(0.37, 2.31, 4)
     assert ticks[0] <= 0.37 and ticks[-1] >= 2.31
-    steps = {round(b - a, 9) for a, b in zip(ticks, ticks[1:])}
+    steps = {round(b - a, 9) for a, b in zip(ticks, ticks[1:], strict=False)}
     assert steps == {0.5}
     flat = nice_ticks(1.0, 1.0)
     assert flat[0] <= 1.0 < flat[-1]  # a constant series still gets an axis

@@ -153,7 +153,8 @@ def test_same_name_twice(graph_snapshot):
         "test_many[head].architecture",
         "test_same_name_twice[head].architecture",
     ]
-    assert "[2, 1, 28, 28]" in (pytester.path / "__snapshots__/test_convnet/test_many[ConvNet-2].architecture").read_text()
+    stored = pytester.path / "__snapshots__/test_convnet/test_many[ConvNet-2].architecture"
+    assert "[2, 1, 28, 28]" in stored.read_text()
 
 
 def test_capture_error_is_reported_with_the_module_at_fault(pytester: pytest.Pytester) -> None:
@@ -185,7 +186,8 @@ def test_with_modelviz_the_text_and_record_are_kept_even_when_it_fails(pytester:
     assert arch["snapshot"] == "changed"
     assert "conv2: Conv2d(16, 32" in arch["diff"]
     assert arch["totals"]["params"] == 40_810
-    assert {"name": "conv2", "type": "Conv2d", "output_shape": [1, 64, 14, 14], "params": 9280, "macs": 1806336} in arch["rows"]
+    conv2 = {"name": "conv2", "type": "Conv2d", "output_shape": [1, 64, 14, 14], "params": 9280, "macs": 1806336}
+    assert conv2 in arch["rows"]
     assert arch["text"] == "graph-ConvNet/architecture.txt"
     assert (test_dir / arch["text"]).read_text().startswith("# modelviz architecture v1")
     outcomes = json.loads((run / "outcomes.json").read_text())
@@ -255,7 +257,9 @@ def test_module_names_with_spaces_and_line_breaks_match_on_the_next_run(pytester
         class Heads(nn.Module):
             def __init__(self):
                 super().__init__()
-                self.heads = nn.ModuleDict({"head 1": nn.Linear(3, 3), "cr\\rname": nn.Linear(3, 3), "tab\\tx": nn.Linear(3, 2)})
+                self.heads = nn.ModuleDict(
+                    {"head 1": nn.Linear(3, 3), "cr\\rname": nn.Linear(3, 3), "tab\\tx": nn.Linear(3, 2)}
+                )
 
             def forward(self, x):
                 return self.heads["tab\\tx"](self.heads["cr\\rname"](self.heads["head 1"](x)))

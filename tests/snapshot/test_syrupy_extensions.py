@@ -84,7 +84,9 @@ def test_missing_then_created_then_matched(pytester: pytest.Pytester) -> None:
     _write(pytester)
     missing = pytester.runpytest()
     missing.assert_outcomes(failed=6)
-    missing.stdout.fnmatch_lines(["*Snapshot 'test_arch' does not exist!*", "*Run `pytest --snapshot-update` to create it.*"])
+    missing.stdout.fnmatch_lines(
+        ["*Snapshot 'test_arch' does not exist!*", "*Run `pytest --snapshot-update` to create it.*"]
+    )
 
     pytester.runpytest("--snapshot-update").assert_outcomes(passed=6)
     stored = _stored(pytester)
@@ -120,7 +122,8 @@ def test_a_changed_architecture_fails_with_the_semantic_diff(pytester: pytest.Py
         [
             "E       *assert [[]+ received] == [[]- snapshot]",
             "E         architecture snapshot 'test_named_with_defaults[[]net]' changed (Net):",
-            "E           fc: Linear(64, 10) -> Linear(64, 12); output [[]1, 10] float32 -> [[]1, 12] float32; params +130 (650 -> 780)",
+            "E           fc: Linear(64, 10) -> Linear(64, 12); output [[]1, 10] float32 -> [[]1, 12] float32; "
+            "params +130 (650 -> 780)",
             "E         text diff (- snapshot, + captured):",
             "E         Run `pytest --snapshot-update` to accept the new architecture.",
         ]
@@ -152,8 +155,8 @@ def test_parameter_statistics_match_within_tolerance_and_are_never_rewritten(pyt
         [
             "E         parameter statistics of Net ('test_stats_by_default[[]init]') differ from the snapshot "
             "__snapshots__/test_syrupy/test_stats_by_default[[]init].params:",
-            "E           fc.weight std: stored 0.0733363744, actual 0.0734097141 (|diff| 7.33397e-05 > 8.33363744e-06 = "
-            "atol 1e-06 + rtol 0.0001 * |stored|)",
+            "E           fc.weight std: stored 0.0733363744, actual 0.0734097141 "
+            "(|diff| 7.33397e-05 > 8.33363744e-06 = atol 1e-06 + rtol 0.0001 * |stored|)",
             "E         If the change is intended, accept it with `pytest --snapshot-update` (or loosen rtol/atol).",
         ]
     )
@@ -178,5 +181,7 @@ def test_something_else_than_a_graph_is_a_usage_error(pytester: pytest.Pytester)
     )
     result = pytester.runpytest("--snapshot-update")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*ModelvizUsageError: ArchitectureExtension snapshots an ArchitectureGraph, got Linear*"])
+    result.stdout.fnmatch_lines(
+        ["*ModelvizUsageError: ArchitectureExtension snapshots an ArchitectureGraph, got Linear*"]
+    )
     assert not (pytester.path / "__snapshots__" / "test_wrong").exists()

@@ -60,7 +60,8 @@ def _syrupy_deleted(out: str) -> bool:
 
 
 def _snapshots(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.glob("__snapshots__/**/*")) if p.is_file()}
+    files = [p for p in sorted(root.glob("__snapshots__/**/*")) if p.is_file()]
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in files}
 
 
 @pytest.fixture
@@ -127,7 +128,9 @@ def test_an_update_with_a_failing_test_deletes_no_snapshot(
     assert _snapshots(pytester.path) == project
 
 
-def test_an_update_with_a_collection_error_deletes_no_snapshot(pytester: pytest.Pytester, project: dict[str, bytes]) -> None:
+def test_an_update_with_a_collection_error_deletes_no_snapshot(
+    pytester: pytest.Pytester, project: dict[str, bytes]
+) -> None:
     pytester.makepyfile(test_broken="def test_broken(:\n    pass\n")
     result = pytester.runpytest("--snapshot-update")
     result.assert_outcomes(errors=1)
@@ -140,7 +143,9 @@ def test_an_update_with_a_collection_error_deletes_no_snapshot(pytester: pytest.
     assert _snapshots(pytester.path) == project
 
 
-def test_a_complete_update_still_deletes_snapshots_no_test_uses(pytester: pytest.Pytester, project: dict[str, bytes]) -> None:
+def test_a_complete_update_still_deletes_snapshots_no_test_uses(
+    pytester: pytest.Pytester, project: dict[str, bytes]
+) -> None:
     pytester.makepyfile(test_models=TESTS.replace("def test_d(", "def _not_a_test_d("))
     result = pytester.runpytest("--snapshot-update")
     result.assert_outcomes(passed=3)

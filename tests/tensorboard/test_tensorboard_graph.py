@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:
-    from tensorboard.compat.proto.graph_pb2 import GraphDef
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "render"))
-from render_graphs import awkward_graph, conv_net_graph  # noqa: E402
+from render_graphs import awkward_graph, conv_net_graph, read_graph  # noqa: E402
 
 from pytest_modelviz.tensorboard.graph import tb_names, to_graph_def, write_graph_event  # noqa: E402
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
-
-def read_graph(logdir: Path) -> GraphDef:
-    acc = event_accumulator.EventAccumulator(str(logdir))
-    acc.Reload()
-    return acc.Graph()
 
 
 def test_graph_event_reads_back_with_names_ops_inputs_and_shapes(tmp_path: Path) -> None:
@@ -86,10 +77,5 @@ def test_graphs_do_not_overwrite_each_other_or_a_summary_writer(tmp_path: Path) 
     assert [e.value for e in acc.Scalars("loss")] == [1.5]
     # the run's graph is the last one written; the first is still in its own file
     assert acc.Graph().node[0].name.startswith("Model")
-    assert read_graph_file(first).node[0].name == "ConvNet/input.x"
+    assert read_graph(first).node[0].name == "ConvNet/input.x"
 
-
-def read_graph_file(path: Path) -> GraphDef:
-    acc = event_accumulator.EventAccumulator(str(path))
-    acc.Reload()
-    return acc.Graph()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "visdom"))
 from train_models import SmallCNN, ce, images, sgd  # noqa: E402
 from visdom_testing import *  # noqa: E402,F401,F403  (the test server and its fixtures)
+from visdom_testing import ReadWindow  # noqa: E402
 
 from pytest_modelviz import short_train  # noqa: E402
 from pytest_modelviz.tensorboard.sink import TensorBoardSink  # noqa: E402
@@ -84,7 +86,7 @@ def test_principal_components_match_sklearn_up_to_sign() -> None:
     assert principal_components(np.zeros((0, 3)), 2).shape == (0, 2)
 
 
-def test_visdom_draws_a_scatter_coloured_by_label(env_client, read_window, env: str) -> None:
+def test_visdom_draws_a_scatter_coloured_by_label(env_client: Any, read_window: ReadWindow, env: str) -> None:
     g = torch.Generator().manual_seed(0)
     features = torch.randn(9, 4, generator=g)
     labels = [3, 1, 1, 3, 7, 7, 1, 3, 7]
@@ -94,14 +96,14 @@ def test_visdom_draws_a_scatter_coloured_by_label(env_client, read_window, env: 
     traces = win["content"]["data"]
     assert [t["name"] for t in traces] == ["1", "3", "7"]  # one colour and legend entry per class
     points = principal_components(features.double().numpy(), 2)
-    for trace, label in zip(traces, [1, 3, 7]):
+    for trace, label in zip(traces, [1, 3, 7], strict=True):
         rows = [i for i, v in enumerate(labels) if v == label]
         assert trace["type"] == "scatter" and trace["mode"] == "markers"
         np.testing.assert_allclose(trace["x"], points[rows, 0])
         np.testing.assert_allclose(trace["y"], points[rows, 1])
 
 
-def test_visdom_without_labels_draws_one_trace(env_client, read_window, env: str) -> None:
+def test_visdom_without_labels_draws_one_trace(env_client: Any, read_window: ReadWindow, env: str) -> None:
     features = torch.arange(12, dtype=torch.float32).reshape(6, 2) ** 2
     VisdomSink(env_client).embedding(0, "embedding/x", features, None, None)
     [trace] = read_window(window_id("embedding", "embedding/x"), env)["content"]["data"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
@@ -24,7 +26,8 @@ def test_healthy_run_passes_every_check() -> None:
 
 
 def test_loss_not_decreasing_names_the_windows() -> None:
-    result = short_train(mlp(), blobs(), loss_fn=ce, optimizer=lambda p: torch.optim.SGD(p, lr=0.0), steps=10, device="cpu")
+    result = short_train(mlp(), blobs(), loss_fn=ce, optimizer=lambda p: torch.optim.SGD(p, lr=0.0), steps=10,
+                         device="cpu")
     with pytest.raises(AssertionError, match=r"did not decrease: mean of steps 0-1 = .*mean of steps 8-9"):
         result.assert_loss_decreased()
     with pytest.raises(AssertionError, match=r"window=6 needs at least 12 steps"):
@@ -56,7 +59,8 @@ def test_frozen_param_in_optimizer_is_named() -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     model[0].requires_grad_(False)  # frozen after the optimizer was built over it
     result = short_train(model, blobs(), loss_fn=ce, optimizer=opt, steps=3, device="cpu")
-    with pytest.raises(AssertionError, match=r"frozen parameter\(s\) \(requires_grad=False\) are in the optimizer: 0.weight, 0.bias"):
+    message = r"frozen parameter\(s\) \(requires_grad=False\) are in the optimizer: 0.weight, 0.bias"
+    with pytest.raises(AssertionError, match=message):
         result.assert_all_params_receive_grad()
     result.assert_all_params_receive_grad(allow_frozen_in_optimizer=True)
     result.assert_params_updated()  # the frozen layer did not move, the head did
@@ -83,7 +87,8 @@ def test_frozen_batchnorm_left_in_train_mode_is_named() -> None:
     model = SmallCNN()
     model.bn.requires_grad_(False)  # frozen, but still in train mode: running stats move
     result = short_train(model, images(), loss_fn=ce, optimizer=sgd, steps=2, device="cpu")
-    with pytest.raises(AssertionError, match=r"buffer\(s\) of frozen or eval-mode module\(s\) changed: bn.running_mean, bn.running_var"):
+    message = r"buffer\(s\) of frozen or eval-mode module\(s\) changed: bn.running_mean, bn.running_var"
+    with pytest.raises(AssertionError, match=message):
         result.assert_params_updated()
     model = SmallCNN()
     model.bn.requires_grad_(False)
@@ -106,7 +111,11 @@ def test_nan_gradient_at_step_k_fails_at_k_naming_the_parameter(bad_step: int) -
     result = short_train(model, blobs(), loss_fn=ce, optimizer=sgd, steps=10, device="cpu", raise_on_nonfinite=False)
     assert result.steps_run == bad_step + 1  # stopped right there, before the poisoned update
     assert all(torch.isfinite(p).all() for p in model.parameters())
-    with pytest.raises(AssertionError, match=rf"step {bad_step}: the gradient of 2.weight is non-finite.*non-finite gradients at that step: 2.weight\. "):
+    message = (
+        rf"step {bad_step}: the gradient of 2.weight is non-finite.*"
+        r"non-finite gradients at that step: 2.weight\. "
+    )
+    with pytest.raises(AssertionError, match=message):
         result.assert_finite()
 
 
@@ -177,11 +186,12 @@ def test_state_outside_the_state_dict_breaks_resume() -> None:
 
 def test_optimizer_state_lost_on_load_is_named() -> None:
     class ForgetfulAdam(torch.optim.Adam):
-        def state_dict(self):  # noqa: ANN201
+        def state_dict(self) -> dict[str, Any]:
             state = super().state_dict()
             state["state"] = {}
             return state
 
-    result = short_train(mlp(), blobs(), loss_fn=ce, optimizer=lambda p: ForgetfulAdam(p, lr=0.01), steps=2, device="cpu")
+    result = short_train(mlp(), blobs(), loss_fn=ce, optimizer=lambda p: ForgetfulAdam(p, lr=0.01), steps=2,
+                         device="cpu")
     with pytest.raises(AssertionError, match=r"optimizer state 'exp_avg' of 0.weight"):
         result.assert_resume_equivalent()

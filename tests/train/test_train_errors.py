@@ -14,7 +14,8 @@ from pytest_modelviz.errors import DeviceUnavailableError, TrainingError
 
 def test_non_scalar_loss_names_its_shape() -> None:
     per_sample = nn.CrossEntropyLoss(reduction="none")
-    with pytest.raises(TrainingError, match=r"step 0: the loss must be a scalar, got a tensor of shape \[64\].*reduction='mean'"):
+    message = r"step 0: the loss must be a scalar, got a tensor of shape \[64\].*reduction='mean'"
+    with pytest.raises(TrainingError, match=message):
         short_train(mlp(), blobs(), loss_fn=per_sample, optimizer=sgd, steps=2, device="cpu")
 
 
@@ -36,12 +37,17 @@ def test_nested_module_that_raises_is_named() -> None:
 
 def test_optimizer_over_foreign_params_is_named() -> None:
     other = mlp(hidden=7)
-    with pytest.raises(TrainingError, match=r"holds 4 parameter\(s\) that are not in the model Sequential: group 0, index 0: shape \[7, 4\]"):
-        short_train(mlp(), blobs(), loss_fn=ce, optimizer=torch.optim.SGD(other.parameters(), lr=0.1), steps=1, device="cpu")
+    message = r"holds 4 parameter\(s\) that are not in the model Sequential: group 0, index 0: shape \[7, 4\]"
+    with pytest.raises(TrainingError, match=message):
+        short_train(mlp(), blobs(), loss_fn=ce, optimizer=torch.optim.SGD(other.parameters(), lr=0.1), steps=1,
+                    device="cpu")
 
 
-@pytest.mark.parametrize("data", [[], DataLoader(TensorDataset(torch.zeros(0, 4), torch.zeros(0)), batch_size=4), iter([])],
-                         ids=["list", "dataloader", "iterator"])
+@pytest.mark.parametrize(
+    "data",
+    [[], DataLoader(TensorDataset(torch.zeros(0, 4), torch.zeros(0)), batch_size=4), iter([])],
+    ids=["list", "dataloader", "iterator"],
+)
 def test_empty_data(data) -> None:  # noqa: ANN001
     with pytest.raises(TrainingError, match=r"short_train got empty data"):
         short_train(mlp(), data, loss_fn=ce, optimizer=sgd, steps=2, device="cpu")
@@ -80,5 +86,7 @@ def test_not_a_module() -> None:
 
 
 def test_loss_fn_that_raises_names_shapes() -> None:
-    with pytest.raises(TrainingError, match=r"step 0: loss_fn raised .*model output Tensor\[64, 2\] float32, targets Tensor\[64\] int64"):
-        short_train(mlp(), blobs(), loss_fn=lambda out, y: nn.functional.nll_loss(out, y.float()), optimizer=sgd, steps=1, device="cpu")
+    message = r"step 0: loss_fn raised .*model output Tensor\[64, 2\] float32, targets Tensor\[64\] int64"
+    with pytest.raises(TrainingError, match=message):
+        short_train(mlp(), blobs(), loss_fn=lambda out, y: nn.functional.nll_loss(out, y.float()), optimizer=sgd,
+                    steps=1, device="cpu")

@@ -176,7 +176,8 @@ def test_users_see_why_a_model_cannot_train(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--modelviz", "--modelviz-device=cpu", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=4)
     result.stdout.fnmatch_lines([
-        "E*TrainingError: short_train cannot train Sequential: 0.weight, 0.bias, 2.weight, 2.bias are on the meta device*",
+        "E*TrainingError: short_train cannot train Sequential: "
+        "0.weight, 0.bias, 2.weight, 2.bias are on the meta device*",
         "E*TrainingError: short_train cannot train Sequential: every parameter is frozen*",
         "E*TrainingError: short_train cannot train Sequential: it has no parameters*",
         "E*TrainingError: short_train cannot train Sequential: its submodule 'me' is the model Sequential itself*",

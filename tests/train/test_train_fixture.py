@@ -50,7 +50,9 @@ def test_with_modelviz_logs_records_and_draws(pytester: pytest.Pytester) -> None
     pytester.makepyfile(test_user=USER_TESTS)
     result = pytester.runpytest("--modelviz", "--modelviz-device=cpu", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines(["*with-spare: 2 trainable parameter(s) never received a non-zero gradient*spare.weight, spare.bias*"])
+    result.stdout.fnmatch_lines(
+        ["*with-spare: 2 trainable parameter(s) never received a non-zero gradient*spare.weight, spare.bias*"]
+    )
     run_dir = run_dir_of(pytester)
 
     trains = folder_of(run_dir, "test_trains")

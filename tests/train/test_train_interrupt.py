@@ -89,7 +89,8 @@ def test_the_first_ctrl_c_always_stops_short_train(pytester: pytest.Pytester) ->
             output = proc.communicate()[0]
             pytest.fail(f"attempt {attempt}: one Ctrl-C did not stop short_train within {STOP_DEADLINE_S} s:\n{output}")
         assert proc.returncode == pytest.ExitCode.INTERRUPTED, output
-        assert re.search(r"^!+ KeyboardInterrupt(: short_train interrupted at step \d+)? !+$", output, re.MULTILINE), output
+        banner = r"^!+ KeyboardInterrupt(: short_train interrupted at step \d+)? !+$"
+        assert re.search(banner, output, re.MULTILINE), output
         # What ran before the Ctrl-C is kept, and the record says why it stopped.
         train = train_record(folder_of(run_dir_of(pytester, f"runs-{attempt}"), "test_long_run"))
         assert train["steps"] >= 5 and len(train["losses"]) == train["steps"]

@@ -23,7 +23,11 @@ from pytest_modelviz.visdom.sink import FLUSH_SECS, VisdomSink, window_id  # noq
 
 
 def heatmaps(log: Path) -> dict[str, list[list[float]]]:
-    return {msg["win"]: msg["data"][0]["z"] for _, msg in read_log(log) if msg.get("data") and msg["data"][0].get("type") == "heatmap"}
+    return {
+        msg["win"]: msg["data"][0]["z"]
+        for _, msg in read_log(log)
+        if msg.get("data") and msg["data"][0].get("type") == "heatmap"
+    }
 
 
 @pytest.mark.parametrize(("rows", "cols"), [(300, 4), (5, 4)], ids=["large", "small"])
@@ -35,7 +39,10 @@ def test_the_weight_heatmap_is_block_averaged_to_a_bounded_size(tmp_path: Path, 
     sink = VisdomSink(open_client(None, "heat", log), flush_secs=FLUSH_SECS)
     short_train(model, batches(), loss_fn=ce, optimizer=sgd, steps=1, device="cpu", sinks=[sink])
     [z] = heatmaps(log).values()
-    expected = first if rows <= HEATMAP_MAX else nn.functional.adaptive_avg_pool2d(first[None, None], (HEATMAP_MAX, cols))[0, 0]
+    expected = (
+        first if rows <= HEATMAP_MAX
+        else nn.functional.adaptive_avg_pool2d(first[None, None], (HEATMAP_MAX, cols))[0, 0]
+    )
     assert (len(z), len(z[0])) == (min(rows, HEATMAP_MAX), cols)
     assert torch.tensor(z) == pytest.approx(expected, abs=1e-6)
 

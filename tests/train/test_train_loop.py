@@ -16,12 +16,14 @@ from pytest_modelviz import TrainResult, short_train
 def test_same_seed_gives_bit_identical_losses() -> None:
     data = DataLoader(TensorDataset(*blobs(64)), batch_size=8, shuffle=True)
     runs = [
-        short_train(bn_mlp(), data, loss_fn=ce, optimizer=lambda p: torch.optim.Adam(p, lr=1e-2), steps=12, device="cpu", seed=3)
+        short_train(bn_mlp(), data, loss_fn=ce, optimizer=lambda p: torch.optim.Adam(p, lr=1e-2), steps=12,
+                    device="cpu", seed=3)
         for _ in range(2)
     ]
     assert runs[0].losses == runs[1].losses
     assert runs[0].grad_norms == runs[1].grad_norms
-    other = short_train(bn_mlp(), data, loss_fn=ce, optimizer=lambda p: torch.optim.Adam(p, lr=1e-2), steps=12, device="cpu", seed=4)
+    other = short_train(bn_mlp(), data, loss_fn=ce, optimizer=lambda p: torch.optim.Adam(p, lr=1e-2), steps=12,
+                        device="cpu", seed=4)
     assert other.losses != runs[0].losses  # the seed drives shuffling and dropout
 
 
@@ -68,7 +70,7 @@ def test_matches_a_hand_written_loop_bit_for_bit() -> None:
         opt.step()
         losses.append(loss.item())
     assert result.losses == losses
-    for a, b in zip(model_a.parameters(), model_b.parameters()):
+    for a, b in zip(model_a.parameters(), model_b.parameters(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -90,15 +92,19 @@ def test_overfit_batch_repeats_the_first_batch_and_loss_falls() -> None:
 
 def test_tuple_and_dict_inputs_and_extra_batch_fields() -> None:
     left, right, y = torch.randn(8, 4), torch.randn(8, 3), torch.randint(0, 2, (8,))
-    as_tuple = short_train(TwoInputs(), [((left, right), y, "extra")], loss_fn=ce, optimizer=sgd, steps=3, device="cpu")
-    as_dict = short_train(TwoInputs(), [({"left": left, "right": right}, y)], loss_fn=ce, optimizer=sgd, steps=3, device="cpu")
+    as_tuple = short_train(TwoInputs(), [((left, right), y, "extra")], loss_fn=ce, optimizer=sgd, steps=3,
+                           device="cpu")
+    as_dict = short_train(TwoInputs(), [({"left": left, "right": right}, y)], loss_fn=ce, optimizer=sgd, steps=3,
+                          device="cpu")
     assert as_tuple.losses == as_dict.losses
 
 
 def test_optimizer_class_with_kwargs_and_instance() -> None:
-    by_class = short_train(mlp(), blobs(), loss_fn=ce, optimizer=torch.optim.SGD, optimizer_kwargs={"lr": 0.1}, steps=4, device="cpu")
+    by_class = short_train(mlp(), blobs(), loss_fn=ce, optimizer=torch.optim.SGD, optimizer_kwargs={"lr": 0.1}, steps=4,
+                           device="cpu")
     model = mlp()
-    by_instance = short_train(model, blobs(), loss_fn=ce, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), steps=4, device="cpu")
+    by_instance = short_train(model, blobs(), loss_fn=ce, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                              steps=4, device="cpu")
     by_factory = short_train(mlp(), blobs(), loss_fn=ce, optimizer=sgd, steps=4, device="cpu")
     assert by_class.losses == by_instance.losses == by_factory.losses
 

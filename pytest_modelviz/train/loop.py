@@ -19,7 +19,7 @@ from pytest_modelviz.train import optim as optim_
 from pytest_modelviz.train.data import BatchSpec, BatchStream
 from pytest_modelviz.train.embedding import EmbeddingProbe, embedding_spec
 from pytest_modelviz.train.interrupt import StepCheck, interrupts_kept
-from pytest_modelviz.train.options import TrainOptions, build_options
+from pytest_modelviz.train.options import TrainOptions, build_options, utf8_encodable
 from pytest_modelviz.train.result import NonFinite, ResumeSetup, TrainResult, hide_for_failures, listed_names
 from pytest_modelviz.train.state import (
     Fingerprint,
@@ -352,6 +352,11 @@ class _Run:
                 raise TrainingError(
                     f"step {step}: eval_fn returned {key!r} = {value!r}, which is not a number"
                 ) from None
+            if not utf8_encodable(str(key)):
+                raise TrainingError(
+                    f"step {step}: eval_fn returned the metric name {str(key)!r}, which holds a lone surrogate "
+                    "that UTF-8 cannot encode: TensorBoard, visdom and the report store metric names as UTF-8"
+                )
         for key, value in values.items():
             self.eval.setdefault(key, []).append((step, value))
         for sink in self.sinks:

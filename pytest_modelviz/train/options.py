@@ -147,7 +147,21 @@ def _problems(options: TrainOptions) -> list[str]:
             f"scheduler_metric={options.scheduler_metric!r} names an eval metric, but there is no eval_fn "
             "to compute it: pass eval_fn=..., or leave scheduler_metric out to step with the training loss"
         )
+    if isinstance(options.name, str) and not utf8_encodable(options.name):
+        out.append(
+            f"name {options.name!r} holds a lone surrogate, which UTF-8 cannot encode: TensorBoard, visdom "
+            "and the report store run names as UTF-8 text"
+        )
     return out
+
+
+def utf8_encodable(text: str) -> bool:
+    """False for text with a lone surrogate (``"\\ud800"``, as ``os.fsdecode`` makes of bad bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _positive_int(value: Any) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_modelviz.records import (
+    PICTURES_FILE,
     RECORDS_FILE,
     AnyRecord,
     ToJson,
@@ -436,11 +437,11 @@ class ArtifactDir:
 
 
 def iter_files(root: Path) -> Iterator[Path]:
-    """Every file below ``root``, sorted, the records file excluded."""
+    """Every file below ``root``, sorted, but the bookkeeping: the records and the pictures queue."""
     if not root.is_dir():
         return
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        if path.name != RECORDS_FILE:
+        if path.name not in (RECORDS_FILE, PICTURES_FILE):
             yield path
 
 

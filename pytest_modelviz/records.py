@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Protocol
 
 RECORDS_FILE = "modelviz.jsonl"
 OUTCOMES_FILE = "outcomes.json"
+PICTURES_FILE = "pictures.jsonl"  # the pictures a test queued, drawn at the run's end
 RECORD_VERSION = 1
 CHANGED_STATES = ("changed", "updated")  # snapshot states that mean "differs from the stored one"
 OUTCOMES = ("passed", "failed", "skipped", "error", "xfailed", "xpassed", "interrupted")

@@ -171,3 +171,13 @@ def test_a_record_that_cannot_be_written_goes_to_the_handler(tmp_path: Path) -> 
         pytest.skip("this user can write a read-only file; the full-disk test covers this as root")
     assert not art.record("note", value=2)
     assert failures == [RECORDS_FILE]
+
+
+def test_bookkeeping_files_are_not_listed_as_artifacts(tmp_path: Path) -> None:
+    from pytest_modelviz.records import PICTURES_FILE, RECORDS_FILE
+
+    art = ArtifactDir("t::x", tmp_path / "t", persist=True)
+    picture = art.write(art.path("graph/model.dot"), "digraph {}")
+    for name in (RECORDS_FILE, PICTURES_FILE):
+        art.write(art.path(name), "{}\n")
+    assert art.files() == [picture]

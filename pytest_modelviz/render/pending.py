@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_modelviz.artifacts import write_atomic
 from pytest_modelviz.errors import RenderError, missing_extra
+from pytest_modelviz.records import PICTURES_FILE
 
 if TYPE_CHECKING:
     from pytest_modelviz.artifacts import ArtifactDir
 
-PICTURES_FILE = "pictures.jsonl"
 MAX_WORKERS = 4  # Graphviz processes at once; each is single-threaded
 
 Kind = Literal["graphviz", "hiddenlayer", "histograms"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from pytest_modelviz.artifacts import TENSORBOARD_DIR, TestFolder, walk_run
 from pytest_modelviz.records import (
     OUTCOMES_FILE,
+    PICTURES_FILE,
     AnyRecord,
     ArchitectureRecord,
     CheckRecord,
@@ -29,7 +30,7 @@ from pytest_modelviz.records import (
     VisdomRecord,
     read_outcomes,
 )
-from pytest_modelviz.render.pending import PICTURES_FILE, read_pictures
+from pytest_modelviz.render.pending import read_pictures
 from pytest_modelviz.report.model import (
     Architecture,
     Artifact,

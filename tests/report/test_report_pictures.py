@@ -111,6 +111,8 @@ def test_under_xdist_the_controller_draws_every_picture_once(pytester: pytest.Py
     for folder in (p for p in run.iterdir() if p.is_dir()):
         states = [json.loads(line)["state"] for line in (folder / "pictures.jsonl").read_text().splitlines()]
         assert states == ["drawn"] * 6, folder.name  # hiddenlayer's DOT, then five Graphviz pictures
+    # The queue is bookkeeping, like the records: not one of the test's artifacts.
+    assert "pictures.jsonl" not in (run / "report.html").read_text(encoding="utf-8")
 
 
 def test_pictures_a_killed_session_never_drew_are_named_in_the_report(tmp_path: Path) -> None:

@@ -86,6 +86,21 @@ class ParamStats:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ParamStats:
+        """``to_dict`` read back; a NaN or infinity may come as its string (JSON has no literal for
+        them), which ``float`` reads."""
+        tensors = tuple(
+            TensorStats(
+                name=t["name"], kind=t["kind"], shape=tuple(t["shape"]), dtype=t["dtype"],
+                trainable=t["trainable"], count=t["count"], nonfinite=t["nonfinite"],
+                mean=float(t["mean"]), std=float(t["std"]), min=float(t["min"]), max=float(t["max"]),
+                quantiles=tuple(float(q) for q in t["quantiles"]), hist=tuple(float(h) for h in t["hist"]),
+            )
+            for t in data["tensors"]
+        )
+        return cls(model=data["model"], bins=data["bins"], quantiles=tuple(data["quantiles"]), tensors=tensors)
+
     def get(self, name: str) -> TensorStats | None:
         return next((t for t in self.tensors if t.name == name), None)
 

@@ -261,27 +261,8 @@ def plot_histograms_file(stats_path: Path, path: Path) -> Path | None:
     """The histogram picture of a ``stats.json`` written by ``_write_artifacts``."""
     data = json.loads(stats_path.read_text(encoding="utf-8"))
     stored = data.get("stored")
-    return _plot_histograms(_stats_from_json(data["actual"]),
-                            None if stored is None else _stats_from_json(stored), path)
-
-
-def _stats_from_json(data: dict[str, Any]) -> ParamStats:
-    """``ParamStats.to_dict`` read back; NaN and infinities were written as strings (``_json_safe``)."""
-    from pytest_modelviz.params.stats import TensorStats
-
-    def number(value: Any) -> float:
-        return float(value)  # float("nan"), float("inf") read the strings back
-
-    tensors = tuple(
-        TensorStats(
-            name=t["name"], kind=t["kind"], shape=tuple(t["shape"]), dtype=t["dtype"], trainable=t["trainable"],
-            count=t["count"], nonfinite=t["nonfinite"], mean=number(t["mean"]), std=number(t["std"]),
-            min=number(t["min"]), max=number(t["max"]), quantiles=tuple(number(q) for q in t["quantiles"]),
-            hist=tuple(number(h) for h in t["hist"]),
-        )
-        for t in data["tensors"]
-    )
-    return ParamStats(model=data["model"], bins=data["bins"], quantiles=tuple(data["quantiles"]), tensors=tensors)
+    return _plot_histograms(ParamStats.from_dict(data["actual"]),
+                            None if stored is None else ParamStats.from_dict(stored), path)
 
 
 def _warn_no_matplotlib() -> None:

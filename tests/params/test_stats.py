@@ -262,3 +262,19 @@ def test_cuda_agrees_with_cpu_to_the_stored_precision() -> None:
     assert compare_stats(cpu, cuda, Tolerance(5e-8, 1e-15)) == []
     assert [t.hist for t in cpu.tensors] == [t.hist for t in cuda.tensors]
     assert [t.name for t in cpu.tensors] == [t.name for t in cuda.tensors]
+
+
+def test_to_dict_reads_back_through_json_nonfinite_values_included() -> None:
+    import json
+
+    model = _net()
+    with torch.no_grad():
+        model[3].bias.fill_(float("nan"))  # an all-NaN tensor: its moments are NaN
+    stats = compute_stats(model, bins=8)
+    bias = stats.get("3.bias")
+    assert bias is not None and math.isnan(bias.mean)
+    # stats.json writes NaN and infinities as strings: JSON has no literal for them
+    text = json.dumps(stats.to_dict()).replace("NaN", '"nan"').replace("Infinity", '"inf"')
+    read = ParamStats.from_dict(json.loads(text))
+    assert read.to_text() == stats.to_text()
+    assert read.to_dict().keys() == stats.to_dict().keys() and read.model == stats.model

@@ -22,6 +22,8 @@ _PUBLIC = {
     "GraphSnapshot": "pytest_modelviz.snapshot.assertion",  # the graph_snapshot fixture's type
     "ArchitectureExtension": "pytest_modelviz.snapshot.extension",
     "ParamStatsExtension": "pytest_modelviz.snapshot.params",
+    "TrainingDynamicsExtension": "pytest_modelviz.snapshot.training",
+    "training_dynamics": "pytest_modelviz.train.dynamics:dynamics_of",
     "compute_stats": "pytest_modelviz.params.stats",
     # pictures of an architecture, and the run report
     "architecture_dot": "pytest_modelviz.render.dot:to_dot",
@@ -36,6 +38,7 @@ _PUBLIC = {
     "ShortTrain": "pytest_modelviz.train.options",  # the short_train fixture's type
     "TrainOptions": "pytest_modelviz.train.options",
     "TrainResult": "pytest_modelviz.train.result",
+    "DistributedResult": "pytest_modelviz.train.ddp_checks",  # short_train(world_size=N)
     # where metrics go
     "MetricSink": "pytest_modelviz.sink",
     "Histogram": "pytest_modelviz.sink",
@@ -48,6 +51,8 @@ _PUBLIC = {
     "SnapshotFormatError": "pytest_modelviz.errors",
     "SnapshotStoreError": "pytest_modelviz.errors",
     "TrainingError": "pytest_modelviz.errors",
+    "DistributedError": "pytest_modelviz.errors",
+    "DistributedTimeoutError": "pytest_modelviz.errors",
     "DeviceUnavailableError": "pytest_modelviz.errors",
     "SinkError": "pytest_modelviz.errors",
     "RenderError": "pytest_modelviz.errors",
@@ -65,6 +70,8 @@ __all__ = [
     "GraphSnapshot",
     "ArchitectureExtension",
     "ParamStatsExtension",
+    "TrainingDynamicsExtension",
+    "training_dynamics",
     "compute_stats",
     "architecture_dot",
     "hiddenlayer_dot",
@@ -77,6 +84,7 @@ __all__ = [
     "ShortTrain",
     "TrainOptions",
     "TrainResult",
+    "DistributedResult",
     "MetricSink",
     "Histogram",
     "TensorBoardSink",
@@ -87,6 +95,8 @@ __all__ = [
     "SnapshotFormatError",
     "SnapshotStoreError",
     "TrainingError",
+    "DistributedError",
+    "DistributedTimeoutError",
     "DeviceUnavailableError",
     "SinkError",
     "RenderError",
@@ -107,6 +117,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from pytest_modelviz.errors import (
         CaptureError,
         DeviceUnavailableError,
+        DistributedError,
+        DistributedTimeoutError,
         MissingExtraError,
         ModelvizError,
         ModelvizUsageError,
@@ -130,8 +142,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from pytest_modelviz.snapshot.assertion import GraphSnapshot
     from pytest_modelviz.snapshot.extension import ArchitectureExtension
     from pytest_modelviz.snapshot.params import ParamStatsExtension
+    from pytest_modelviz.snapshot.training import TrainingDynamicsExtension
     from pytest_modelviz.tensorboard.graph import to_graph_def, write_graph_event
     from pytest_modelviz.tensorboard.sink import TensorBoardSink
+    from pytest_modelviz.train.ddp_checks import DistributedResult
+    from pytest_modelviz.train.dynamics import dynamics_of as training_dynamics
     from pytest_modelviz.train.loop import short_train
     from pytest_modelviz.train.options import ShortTrain, TrainOptions
     from pytest_modelviz.train.result import TrainResult

@@ -58,9 +58,15 @@ def link_extras(paths: list[Path], test_dir: Path, report_dir: Path | None,
     ]
 
 
-def junit_lines(files: list[Path]) -> str:
-    """``[[ATTACHMENT|path]]`` lines, as Jenkins' junit-attachments and GitLab read them."""
-    return "".join(f"[[ATTACHMENT|{path.resolve()}]]\n" for path in files)
+def junit_lines(files: list[Path], relative_to: Path | None = None) -> str:
+    """``[[ATTACHMENT|path]]`` lines, as Jenkins' junit-attachments and GitLab read them: paths
+    relative to ``relative_to`` (GitLab resolves them from the project folder), else absolute."""
+    def shown(path: Path) -> str:
+        if relative_to is None:
+            return str(path.resolve())
+        return Path(os.path.relpath(path.resolve(), relative_to.resolve())).as_posix()
+
+    return "".join(f"[[ATTACHMENT|{shown(path)}]]\n" for path in files)
 
 
 def tensorboard_command(run_dir: Path) -> str:

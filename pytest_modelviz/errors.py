@@ -23,6 +23,14 @@ class TrainingError(ModelvizError):
     """``short_train`` could not run: bad data, loss, optimizer or device."""
 
 
+class DistributedError(TrainingError):
+    """``short_train(world_size=N)`` failed: a rank raised or died, or what it needs cannot reach the ranks."""
+
+
+class DistributedTimeoutError(DistributedError, TimeoutError):
+    """No rank of ``short_train(world_size=N)`` made progress within ``ddp_timeout`` seconds."""
+
+
 class DeviceUnavailableError(ModelvizError):
     """A CUDA device was asked for where none is available."""
 
@@ -68,6 +76,10 @@ def missing_extra(module: str, extra: str, needed_by: str | None = None,
     state = "is not installed" if missing == module else f"cannot be imported ({missing} is not installed)"
     what = f"{needed_by} needs {module}, which" if needed_by else module
     return MissingExtraError(f"{what} {state}: {install_hint(extra)}", name=missing)
+
+
+class MergeError(ModelvizUsageError):
+    """Run folders that cannot be merged as asked (not a run folder, the output inside an input)."""
 
 
 class SnapshotStoreError(ModelvizError):

@@ -35,16 +35,17 @@ def xml_path(config: pytest.Config) -> Path | None:
 class JUnitAttachments:
     """Registered on the controller (the process that writes the XML) with ``--modelviz``."""
 
-    def __init__(self, path: Path, warn: Callable[[str], None]) -> None:
+    def __init__(self, path: Path, warn: Callable[[str], None], relative_to: Path | None = None) -> None:
         self.path = path
         self.warn = warn
+        self.relative_to = relative_to  # the folder attachment paths are relative to (GitLab); None: absolute
         self.attached = 0
 
     @pytest.hookimpl(tryfirst=True)  # before pytest's junitxml reads the report's properties
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         files = getattr(report, "modelviz_artifacts", None)
         if report.when == "teardown" and files:
-            report.user_properties.append((PROPERTY, junit_lines([Path(p) for p in files])))
+            report.user_properties.append((PROPERTY, junit_lines([Path(p) for p in files], self.relative_to)))
             self.attached += 1
 
     @pytest.hookimpl(trylast=True)  # after pytest's junitxml has written the file

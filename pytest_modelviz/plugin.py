@@ -54,8 +54,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if session.run_dir is not None:
         config.pluginmanager.register(RunReporter(config, session), "modelviz-reporter")
         path = junit.xml_path(config)
+        from pytest_modelviz.ci_output import PLUGIN_NAME, CiOutput
+
+        config.pluginmanager.register(CiOutput(config, session, junit=path is not None), PLUGIN_NAME)
         if path is not None and not session.is_worker:
-            attach = junit.JUnitAttachments(path, lambda message: warn(config, message))
+            start = None if settings.junit_paths == "absolute" else config.invocation_params.dir
+            attach = junit.JUnitAttachments(path, lambda message: warn(config, message), relative_to=start)
             config.pluginmanager.register(attach, "modelviz-junit")
 
 

@@ -330,6 +330,31 @@ class GraphRenderRecord:
 
 
 @dataclass(frozen=True)
+class HealthRow:
+    """One row of a training run's health table: a layer (or activation module) and what the
+    default thresholds of the health checks say of it. None where a number does not apply."""
+
+    layer: str
+    kind: str = ""
+    grad_norm: float | None = None  # median over the steps run
+    update_ratio: float | None = None  # median over the sampled steps
+    dead_fraction: float | None = None  # units dead (saturated) on every sample of the run
+    problem: str = ""  # what the checks flag ("" when healthy)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"layer": self.layer, "kind": self.kind, "grad_norm": self.grad_norm,
+                "update_ratio": self.update_ratio, "dead_fraction": self.dead_fraction, "problem": self.problem}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], problems: list[str], index: int) -> HealthRow:
+        r = _Reader(data)
+        row = cls(r.text("layer"), r.text("kind"), r.number("grad_norm"), r.number("update_ratio"),
+                  r.number("dead_fraction"), r.text("problem"))
+        problems += [f"health[{index}].{p}" for p in r.problems]
+        return row
+
+
+@dataclass(frozen=True)
 class TrainRecord:
     """One ``short_train`` run: what it measured per step and where its pictures are."""
 
@@ -347,11 +372,13 @@ class TrainRecord:
     error: str | None = None  # why training stopped before its last step (what it measured is kept)
     note: str = ""  # e.g. why there is no curves image
     tensorboard: str | None = None
+    health: tuple[HealthRow, ...] = ()  # per-layer health table
     version: int = RECORD_VERSION
     problems: tuple[str, ...] = field(default=(), compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "health": [row.to_json() for row in self.health],
             "kind": self.KIND, "version": self.version, "name": self.name, "model": self.model,
             "device": self.device, "torch_version": self.torch_version, "steps": self.steps,
             "losses": list(self.losses), "lrs": list(self.lrs), "grad_norms": list(self.grad_norms),
@@ -369,12 +396,18 @@ class TrainRecord:
         if steps is not None and steps < 0:
             r.bad("steps", f"expected a count, got {steps}")
             steps = None
+        health = []
+        for i, row in enumerate(r.items("health")):
+            if isinstance(row, dict):
+                health.append(HealthRow.from_json(row, r.problems, i))
+            else:
+                r.bad(f"health[{i}]", f"expected an object, got {_kind_of(row)}")
         return cls(
             name=r.text("name"), model=r.text("model"), device=r.text("device"),
             torch_version=r.text("torch_version"), steps=steps,
             losses=r.series("losses"), lrs=r.series("lrs"), grad_norms=r.series("grad_norms"), eval=evals,
             curves=r.optional_text("curves"), error=r.optional_text("error"), note=r.text("note"),
-            tensorboard=r.optional_text("tensorboard"),
+            tensorboard=r.optional_text("tensorboard"), health=tuple(health),
             version=r.version(), problems=tuple(r.problems),
         )
 
@@ -578,10 +611,12 @@ class TestOutcome:
     duration: float
     dirname: str  # the test's artifact folder, relative to the run folder
     message: str = ""  # short failure, skip or interruption reason
+    job: str = ""  # the CI job the test ran in ("" when the run did not name one)
 
     def to_json(self) -> dict[str, Any]:
-        return {"nodeid": self.nodeid, "outcome": self.outcome, "duration": self.duration,
+        data = {"nodeid": self.nodeid, "outcome": self.outcome, "duration": self.duration,
                 "dirname": self.dirname, "message": self.message}
+        return {**data, "job": self.job} if self.job else data
 
 
 @dataclass(frozen=True)
@@ -598,12 +633,18 @@ class RunOutcomes:
     not_written: tuple[str, ...] = ()  # files of the run that could not be written
     snapshot_changes: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+    job: str = ""  # the CI job of this run (``--modelviz-job``); "" in a merged run, whose tests each name theirs
     version: int = RECORD_VERSION
     problems: tuple[str, ...] = field(default=(), compare=False)
 
+    @property
+    def jobs(self) -> tuple[str, ...]:
+        """The jobs the tests ran in, by name (empty when none was named)."""
+        return tuple(sorted({t.job for t in self.tests if t.job}))
+
     def to_json(self) -> dict[str, Any]:
         return {
-            "version": self.version, "started": self.started, "finished": self.finished,
+            "version": self.version, "job": self.job, "started": self.started, "finished": self.finished,
             "exit_status": self.exit_status, "interrupted": self.interrupted, "not_run": list(self.not_run),
             "notes": list(self.notes), "not_written": list(self.not_written),
             "snapshot_changes": self.snapshot_changes, "extras": self.extras,
@@ -630,7 +671,7 @@ class RunOutcomes:
             interrupted=(interrupted if isinstance(interrupted, str)
                          else "interrupted" if interrupted is True else ""),
             not_run=r.texts("not_run"), notes=r.texts("notes"), not_written=r.texts("not_written"),
-            snapshot_changes=max(0, changes or 0), extras=dict(r.mapping("extras")),
+            snapshot_changes=max(0, changes or 0), extras=dict(r.mapping("extras")), job=r.text("job"),
             version=r.version(), problems=tuple(r.problems),
         )
 
@@ -647,7 +688,13 @@ def _test_outcome(entry: Any) -> TestOutcome | None:
         duration=duration if duration is not None and duration >= 0 else 0.0,
         dirname=r.text("dirname"),
         message=r.text("message"),
+        job=r.text("job"),
     )
+
+
+def outcomes_text(outcomes: RunOutcomes) -> str:
+    """The text of ``outcomes.json`` (what a run writes at its end, and a merge of runs)."""
+    return json.dumps(outcomes.to_json(), indent=1, sort_keys=True, default=str)
 
 
 def read_outcomes(path: Path) -> RunOutcomes | None:

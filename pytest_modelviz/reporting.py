@@ -128,6 +128,7 @@ class RunReporter:
             not_written=tuple(mv.not_written),
             snapshot_changes=sum(snapshot_changes(f.records) for f in folders),
             extras=mv.extras,
+            job=mv.settings.job,
         )
         # When this cannot be written it is named in the warning; the report still shows every outcome.
         self._write(OUTCOMES_FILE, lambda: mv.write_outcomes(outcomes))
@@ -172,6 +173,9 @@ class RunReporter:
         if run_dir is None or self.session.is_worker:
             return
         terminalreporter.write_sep("-", "modelviz")
+        ci = config.pluginmanager.get_plugin("modelviz-ci")  # changed snapshots and failed checks first
+        for line in ci.summary_lines() if ci is not None else []:
+            terminalreporter.write_line(line, red=line.startswith(("changed", "failed")))
         for line in attachments.summary_lines(run_dir, self.n_files, self.report_path):
             terminalreporter.write_line(line)
         for note in self.session.notes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_modelviz.artifacts import ArtifactDir, RunLock, new_run_dir, safe_dirname, write_atomic
-from pytest_modelviz.records import OUTCOMES_FILE, RunOutcomes, TestOutcome
+from pytest_modelviz.records import OUTCOMES_FILE, RunOutcomes, TestOutcome, outcomes_text
 from pytest_modelviz.settings import Settings
 
 __all__ = ["OUTCOMES_FILE", "SESSION_KEY", "ModelvizSession", "TestOutcome", "get_session"]
@@ -140,8 +139,7 @@ class ModelvizSession:
         """Write ``outcomes.json`` whole or not at all (raises ``OSError``)."""
         if self.run_dir is None:
             return None
-        text = json.dumps(outcomes.to_json(), indent=1, sort_keys=True, default=str)
-        return write_atomic(self.run_dir / OUTCOMES_FILE, text)
+        return write_atomic(self.run_dir / OUTCOMES_FILE, outcomes_text(outcomes))
 
     def release_run(self) -> None:
         """Mark the run folder finished, so a later session may prune it."""

@@ -9,10 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import pytest
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 VISDOM_MODES = ("offline", "server")
+JUNIT_PATHS = ("relative", "absolute")
+_JOB_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,10 @@ class Settings:
     full_diff: bool  # show the whole raw snapshot diff, not a capped one
     keep_runs: int = 5  # run folders kept in base_dir (the newest); 0 keeps every run
     gpu_marker: str | None = None  # modelviz_gpu_marker as the project set it; None: not set
+    train_rtol: float = 1e-2  # tolerances of training-dynamics snapshots
+    train_atol: float = 1e-6
+    job: str = ""  # the CI job this run is (--modelviz-job); tags its tests when runs are merged
+    junit_paths: str = "relative"  # JUnit attachment paths: relative to the working directory, or absolute
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -63,12 +71,28 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="Show the whole raw text diff of a changed architecture snapshot, not a capped one.",
     )
+    group.addoption(
+        "--modelviz-job",
+        default=None,
+        metavar="NAME",
+        help="Name of this CI job (e.g. cpu-1, gpu), shown beside each test when run folders are merged "
+        "(default: $MODELVIZ_JOB, else $GITHUB_JOB plus the values of $MODELVIZ_MATRIX; ini: modelviz_job).",
+    )
+    group.addoption(
+        "--modelviz-junit-paths",
+        default=None,
+        choices=JUNIT_PATHS,
+        help="JUnit XML attachment paths: relative to the working directory (default; GitLab reads "
+        "these) or absolute (ini: modelviz_junit_paths).",
+    )
     # "bool" is pytest's type tag (pytest 8 takes tags only). pytest 9 also takes a type there, so
     # mypy may read the tag as a string annotation: it does on a cold cache, not on a warm one.
     parser.addini("modelviz", "Same as --modelviz.", type="bool", default=False)  # type: ignore[maybe-unrecognized-str-typeform, unused-ignore]
     parser.addini("modelviz_dir", "Same as --modelviz-dir.", default=".modelviz")
     parser.addini("modelviz_device", "Same as --modelviz-device.", default="auto")
     parser.addini("modelviz_visdom", "Same as --modelviz-visdom.", default="offline")
+    parser.addini("modelviz_job", "Same as --modelviz-job.", default="")
+    parser.addini("modelviz_junit_paths", "Same as --modelviz-junit-paths.", default="relative")
     parser.addini(
         "modelviz_log_every",
         "short_train logs histograms and images every N steps (default 10).",
@@ -90,6 +114,18 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "modelviz_param_atol",
         "Default absolute tolerance of parameter-statistics snapshots (default 1e-6).",
+        type=_typed("float"),
+        default=1e-6,
+    )
+    parser.addini(
+        "modelviz_train_rtol",
+        "Default relative tolerance of training-dynamics snapshots (default 1e-2).",
+        type=_typed("float"),
+        default=1e-2,
+    )
+    parser.addini(
+        "modelviz_train_atol",
+        "Default absolute tolerance of training-dynamics snapshots (default 1e-6).",
         type=_typed("float"),
         default=1e-6,
     )
@@ -160,6 +196,29 @@ def _marker_name(raw: object) -> str | None:
     return name
 
 
+def job_name(configured: str, environ: Mapping[str, str]) -> str:
+    """The job a run is: as configured, else ``MODELVIZ_JOB``, else GitHub's job id with the values
+    of ``MODELVIZ_MATRIX`` (``${{ toJSON(matrix) }}``: GitHub gives matrix values to no variable of
+    its own). Reduced to characters safe in a folder name; "" when nothing names it."""
+    name = configured.strip() or environ.get("MODELVIZ_JOB", "").strip()
+    if not name and environ.get("GITHUB_JOB", "").strip():
+        parts = [environ["GITHUB_JOB"].strip(), *_matrix_values(environ.get("MODELVIZ_MATRIX", ""))]
+        name = "-".join(p for p in parts if p)
+    return _JOB_UNSAFE.sub("_", name).strip("._-")[:60]
+
+
+def _matrix_values(text: str) -> list[str]:
+    import json
+
+    try:
+        matrix = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return [text.strip()]  # not JSON: a plain value the workflow chose
+    if isinstance(matrix, dict):
+        return [str(matrix[k]) for k in sorted(matrix) if not isinstance(matrix[k], (dict, list))]
+    return [str(matrix)]
+
+
 def load_settings(config: pytest.Config) -> Settings:
     """Read and validate every option; a bad value is a usage error naming the option."""
     import pytest
@@ -179,12 +238,19 @@ def load_settings(config: pytest.Config) -> Settings:
         log_every = int(_number(config, "modelviz_log_every", int))
         rtol = float(_number(config, "modelviz_param_rtol", float))
         atol = float(_number(config, "modelviz_param_atol", float))
+        train_rtol = float(_number(config, "modelviz_train_rtol", float))
+        train_atol = float(_number(config, "modelviz_train_atol", float))
         keep_runs = int(_number(config, "modelviz_keep_runs", int))
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     if log_every < 1:
         raise pytest.UsageError(f"ini option modelviz_log_every must be >= 1, got {log_every}")
     gpu_marker = _marker_name(config.getini("modelviz_gpu_marker"))
+    import os
+
+    junit_paths = str(_pick(config, "modelviz_junit_paths", "modelviz_junit_paths")).strip()
+    if junit_paths not in JUNIT_PATHS:
+        raise pytest.UsageError(f"ini option modelviz_junit_paths must be relative or absolute, got {junit_paths!r}")
     base = Path(str(_pick(config, "modelviz_dir", "modelviz_dir"))).expanduser()
     if not base.is_absolute():
         base = Path(config.rootpath) / base
@@ -199,4 +265,8 @@ def load_settings(config: pytest.Config) -> Settings:
         full_diff=bool(config.getoption("modelviz_full_diff")),
         keep_runs=keep_runs,
         gpu_marker=gpu_marker,
+        train_rtol=train_rtol,
+        train_atol=train_atol,
+        job=job_name(str(_pick(config, "modelviz_job", "modelviz_job") or ""), os.environ),
+        junit_paths=junit_paths,
     )

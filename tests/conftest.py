@@ -30,3 +30,11 @@ def _inner_runs_are_not_xdist_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     summary in it) think it is an xdist worker too."""
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _inner_runs_are_not_on_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CI service the outer run's variables would make every inner run write annotations,
+    a step summary and job names; the tests that want them set them."""
+    for name in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_JOB", "MODELVIZ_JOB", "MODELVIZ_MATRIX"):
+        monkeypatch.delenv(name, raising=False)

@@ -182,17 +182,20 @@ def test_outcomes_survive_garbage(tmp_path: Path, data: dict) -> None:
 def test_outcomes_round_trip(tmp_path: Path) -> None:
     outcomes = RunOutcomes(
         tests=(TestOutcome("t::a", "passed", 0.5, "t-a-0123456789"),
-               TestOutcome("t::b", "interrupted", 1.0, "b", "x")),
+               TestOutcome("t::b", "interrupted", 1.0, "b", "x", job="gpu")),
         started=1.0, finished=2.0, exit_status=2, interrupted="Ctrl-C", not_run=("t::c",), notes=("n",),
         not_written=("report.html (No space left on device)",), snapshot_changes=1, extras={"device": "cpu"},
+        job="cpu-1",
     )
     path = tmp_path / "outcomes.json"
     path.write_text(json.dumps(outcomes.to_json()), encoding="utf-8")
     assert read_outcomes(path) == outcomes
     assert [f.name for f in fields(RunOutcomes)] == [
         "tests", "started", "finished", "exit_status", "interrupted", "not_run", "notes", "not_written",
-        "snapshot_changes", "extras", "version", "problems",
+        "snapshot_changes", "extras", "job", "version", "problems",
     ]
+    assert [f.name for f in fields(TestOutcome)] == ["nodeid", "outcome", "duration", "dirname", "message", "job"]
+    assert "job" not in outcomes.tests[0].to_json(), "a run that names no job writes what it always wrote"
     path.write_text('{"tests": [', encoding="utf-8")
     assert "could not be read" in read_outcomes(path).problems[0]
     assert read_outcomes(tmp_path / "missing.json") is None

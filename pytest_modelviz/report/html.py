@@ -43,7 +43,7 @@ def _asset(name: str) -> str:
 def render(view: RunView) -> str:
     counts = view.counts
     status = "failed" if counts.get("failed") or counts.get("error") or view.interrupted else "passed"
-    cards = "\n".join(test_card(t, i) for i, t in enumerate(_ordered(view)) if t.has_details)
+    cards = _cards(view)
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -73,6 +73,28 @@ def render(view: RunView) -> str:
 </body>
 </html>
 """
+
+
+def _cards(view: RunView) -> str:
+    """One card per test; in a merged run, the cards of one test from each job side by side."""
+    ordered = _ordered(view)
+    if not view.jobs:
+        return "\n".join(test_card(t, i) for i, t in enumerate(ordered) if t.has_details)
+    index = {id(t): i for i, t in enumerate(ordered)}
+    groups = []
+    for runs in _by_nodeid(ordered):
+        shown = [test_card(t, index[id(t)]) for t in runs if t.has_details]
+        if shown:
+            groups.append(f'<div class="side-by-side" style="--jobs: {len(shown)}">{"".join(shown)}</div>')
+    return "\n".join(groups)
+
+
+def _by_nodeid(ordered: list[TestView]) -> list[list[TestView]]:
+    """The runs of each test, in job order, tests in the order of their worst run."""
+    groups: dict[str, list[TestView]] = {}
+    for t in ordered:
+        groups.setdefault(t.nodeid, []).append(t)
+    return [sorted(runs, key=lambda t: t.job) for runs in groups.values()]
 
 
 def _ordered(view: RunView) -> list[TestView]:
@@ -124,6 +146,8 @@ def _summary(view: RunView) -> str:
         ("Device", ", ".join(view.devices) or "–"),
         ("torch", ", ".join(view.torch_versions) or "–"),
     ]
+    if view.jobs:
+        facts.insert(0, ("Jobs", ", ".join(view.jobs)))
     fact_html = "".join(f"<div><dt>{e(k)}</dt><dd>{e(v)}</dd></div>" for k, v in facts)
     tb = command("tensorboard --logdir .")
     return (
@@ -162,17 +186,11 @@ def _index(view: RunView) -> str:
         return '<p class="empty">No tests were recorded in this run.</p>'
     buttons = ['<button type="button" data-filter="all" class="active">all</button>']
     buttons += [f'<button type="button" data-filter="{e(k)}">{e(k)} ({n})</button>' for k, n in view.counts.items()]
+    if view.jobs:
+        return _job_index(view, buttons)
     rows = []
     for i, t in enumerate(_ordered(view)):
-        marks = []
-        if t.snapshot_changes:
-            marks.append("snapshot changed")
-        if t.architectures:
-            marks.append("architecture")
-        if t.trains:
-            marks.append("training")
-        if t.renders:
-            marks.append("graph")
+        marks = _marks(t)
         name = f'<a href="#{e(anchor_id(t, i))}">{e(t.nodeid)}</a>' if t.has_details else f'<span>{e(t.nodeid)}</span>'
         rows.append(
             f'<tr data-outcome="{e(t.outcome)}"><td>{badge(t.outcome)}</td>'
@@ -186,3 +204,47 @@ def _index(view: RunView) -> str:
         f'<tbody>{"".join(rows)}</tbody></table></section>'
     )
 
+
+
+def _marks(t: TestView) -> list[str]:
+    marks = []
+    if t.snapshot_changes:
+        marks.append("snapshot changed")
+    if t.architectures:
+        marks.append("architecture")
+    if t.trains:
+        marks.append("training")
+    if t.renders:
+        marks.append("graph")
+    return marks
+
+
+def _job_index(view: RunView, buttons: list[str]) -> str:
+    """A merged run's index: one row per test, one column per job with its outcome there."""
+    jobs = view.jobs
+    ordered = _ordered(view)
+    index = {id(t): i for i, t in enumerate(ordered)}
+    rows = []
+    for runs in _by_nodeid(ordered):
+        by_job = {t.job: t for t in runs}
+        cells = []
+        for job in jobs:
+            t = by_job.get(job)
+            if t is None:
+                cells.append('<td class="job-cell none">–</td>')
+                continue
+            outcome = badge(t.outcome)
+            if t.has_details:
+                outcome = f'<a href="#{e(anchor_id(t, index[id(t)]))}">{outcome}</a>'
+            cells.append(f'<td class="job-cell" data-job="{e(job)}">{outcome}'
+                         f' <span class="num">{t.duration:.2f} s</span></td>')
+        marks = sorted({m for t in runs for m in _marks(t)})
+        outcomes = " ".join(sorted({t.outcome for t in runs}))
+        rows.append(f'<tr data-outcome="{e(outcomes)}"><td>{e(runs[0].nodeid)}</td>{"".join(cells)}'
+                    f'<td class="what">{e(", ".join(marks))}</td></tr>')
+    heads = "".join(f'<th>{badge(job, "job")}</th>' for job in jobs)
+    return (
+        f'<section class="index"><div class="filters">{"".join(buttons)}</div>'
+        f'<table class="tests jobs"><thead><tr><th>Test</th>{heads}<th>Artifacts</th></tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table></section>'
+    )

@@ -87,6 +87,7 @@ class TestView:
     tensorboard: str | None = None  # the test's TensorBoard run folder, relative to the run folder
     files: tuple[Artifact, ...] = ()
     problems: tuple[str, ...] = ()  # records, or parts of them, that could not be read
+    job: str = ""  # the CI job it ran in (a merged run), "" when none was named
 
     @property
     def has_details(self) -> bool:
@@ -136,6 +137,11 @@ class RunView:
         found = [r.torch_version for r in records if r.torch_version]
         found += _strings(self.extras.get("torch_version"))
         return tuple(sorted(set(found)))
+
+    @property
+    def jobs(self) -> tuple[str, ...]:
+        """The jobs of a merged run, in name order; empty for a single job's run."""
+        return tuple(sorted({t.job for t in self.tests if t.job}))
 
     @property
     def changed_snapshots(self) -> int:

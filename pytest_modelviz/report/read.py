@@ -98,7 +98,7 @@ def load_run(
 
 def load_test(run_dir: Path, entry: TestOutcome, folder: TestFolder | None) -> TestView:
     if folder is None:
-        return TestView(entry.nodeid, entry.outcome, entry.duration, entry.dirname, entry.message)
+        return TestView(entry.nodeid, entry.outcome, entry.duration, entry.dirname, entry.message, job=entry.job)
     link = _Linker(run_dir, folder.name)
     architectures: list[Architecture] = []
     params: list[ParamsSnapshot] = []
@@ -153,6 +153,7 @@ def load_test(run_dir: Path, entry: TestOutcome, folder: TestFolder | None) -> T
         files=tuple(Artifact(p.relative_to(base).as_posix(), p.relative_to(run_dir).as_posix())
                     for p in folder.files),
         problems=tuple(problems),
+        job=entry.job,
     )
 
 

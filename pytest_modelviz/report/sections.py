@@ -11,7 +11,7 @@ import shlex
 from html import escape as e
 from urllib.parse import quote
 
-from pytest_modelviz.records import CHANGED_STATES, ArchitectureRecord, CheckRecord
+from pytest_modelviz.records import CHANGED_STATES, ArchitectureRecord, CheckRecord, HealthRow
 from pytest_modelviz.report.charts import Series, format_number, line_chart
 from pytest_modelviz.report.model import (
     Architecture,
@@ -85,6 +85,7 @@ def test_card(t: TestView, index: int) -> str:
         '<header class="test-head">',
         badge(t.outcome),
         f'<h2 class="nodeid">{e(t.nodeid)}</h2>',
+        badge(t.job, "job") if t.job else "",
         f'<span class="duration">{t.duration:.2f} s</span>',
         "</header>",
     ]
@@ -230,6 +231,8 @@ def train(view: TrainRun) -> str:
         charts.append(line_chart([Series("lr", _by_step(r.lrs))], title="Learning rate"))
     if charts:
         parts.append(f'<div class="charts">{"".join(charts)}</div>')
+    if r.health:
+        parts.append(health_table(r.health))
     if view.checks:
         parts.append(checks(view.checks))
     if view.curves is not None:
@@ -242,6 +245,31 @@ def train(view: TrainRun) -> str:
         parts.append(f'<p class="note">{e(r.note)}</p>')
     parts.append("</div>")
     return "".join(parts)
+
+
+def health_table(rows: tuple[HealthRow, ...]) -> str:
+    """Per layer: gradient norm, update ratio, dead fraction; rows the checks flag are marked
+    and say why (their first lines open the table, so a problem is seen without scrolling)."""
+    def cell(value: float | None, percent: bool = False) -> str:
+        if value is None:
+            return '<td class="num"></td>'
+        return f'<td class="num">{e(f"{value:.0%}" if percent else format_number(value))}</td>'
+
+    body = "".join(
+        f'<tr class="{"bad" if row.problem else "ok"}"><td class="layer">{e(row.layer)}</td><td>{e(row.kind)}</td>'
+        f"{cell(row.grad_norm)}{cell(row.update_ratio)}{cell(row.dead_fraction, percent=True)}"
+        f'<td class="problem">{e(row.problem)}</td></tr>'
+        for row in rows
+    )
+    flagged = sum(1 for row in rows if row.problem)
+    summary = f"Layer health: {flagged} of {len(rows)} flagged" if flagged else f"Layer health: {len(rows)} layers"
+    opened = " open" if flagged else ""
+    return (
+        f'<details class="health"{opened}><summary>{e(summary)}</summary><div class="table-wrap">'
+        '<table class="layers health"><thead><tr><th>Layer</th><th>Type</th><th class="num">Grad norm</th>'
+        '<th class="num">Update ratio</th><th class="num">Dead</th><th>Problem</th></tr></thead>'
+        f"<tbody>{body}</tbody></table></div></details>"
+    )
 
 
 def _by_step(values: tuple[float, ...]) -> tuple[tuple[float, float], ...]:

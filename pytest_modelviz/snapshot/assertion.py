@@ -8,6 +8,7 @@ semantic diff, so it is the first thing pytest prints.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,6 +110,24 @@ class GraphSnapshot:
 
         return assert_param_snapshot(
             self._snapshot, self._artifacts, self._session, model, name=name, rtol=rtol, atol=atol, bins=bins, **options
+        )
+
+    def training(
+        self,
+        result: Any,
+        *,
+        name: str | None = None,
+        rtol: float | Mapping[str, float] | None = None,
+        atol: float | Mapping[str, float] | None = None,
+        metrics: Sequence[str] | None = None,
+    ) -> Any:
+        """Assert the curves of a ``short_train`` result (loss, gradient norm, learning rate, eval
+        metrics) against a snapshot, within tolerances; see ``pytest_modelviz/docs/training_snapshots.md``."""
+        __tracebackhide__ = True
+        from pytest_modelviz.snapshot.training import assert_training_snapshot
+
+        return assert_training_snapshot(
+            self._snapshot, self._session, result, name=name, rtol=rtol, atol=atol, metrics=metrics
         )
 
     # ------------------------------------------------------------ comparing

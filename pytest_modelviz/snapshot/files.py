@@ -29,8 +29,10 @@ from pytest_modelviz.errors import SnapshotRenamedWarning
 
 ARCHITECTURE_EXTENSION = "architecture"
 PARAMS_EXTENSION = "params"
+TRAINING_EXTENSION = "training"
 ARCHITECTURE_HEADER = "# modelviz architecture v1"
 PARAMS_HEADER = "# pytest-modelviz parameter statistics"
+TRAINING_HEADER = "# pytest-modelviz training dynamics v1"
 # What older releases named files: ``<name>.txt`` and ``<name>.params.txt``.
 LEGACY_SUFFIXES = {ARCHITECTURE_EXTENSION: ".txt", PARAMS_EXTENSION: ".params.txt"}
 _HEADERS = {ARCHITECTURE_EXTENSION: ARCHITECTURE_HEADER, PARAMS_EXTENSION: PARAMS_HEADER}
@@ -72,6 +74,8 @@ def legacy_location(location: Path, extension: str) -> Path | None:
 
     A hashed name was cleaned the same way before; only one cut for length cannot be traced back.
     """
+    if extension not in LEGACY_SUFFIXES:
+        return None  # a kind newer than the old names
     stem = location.name[: -len(extension) - 1]
     if _HASHED.search(stem):
         stem = stem[:-11]
@@ -87,7 +91,7 @@ def is_snapshot_file(path: Path, snapshot_dirname: str) -> bool:
     """
     if path.parent.parent.name != snapshot_dirname:
         return False
-    if path.suffix in (f".{ARCHITECTURE_EXTENSION}", f".{PARAMS_EXTENSION}"):
+    if path.suffix in (f".{ARCHITECTURE_EXTENSION}", f".{PARAMS_EXTENSION}", f".{TRAINING_EXTENSION}"):
         return True
     return path.suffix == ".txt" and _owner(path) is not None
 

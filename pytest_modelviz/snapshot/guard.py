@@ -7,6 +7,11 @@
   tests that ran, so a run that was interrupted, stopped early, failed to collect, or had tests
   that did not pass would delete the snapshots of tests that never got to assert them. Such a
   run deletes nothing (syrupy's ``--snapshot-no-cleanup``), and the summary says why.
+- Shards: a run that selected part of the suite (``-k``, ``-m``, pytest-split or any plugin that
+  deselects) cannot know which snapshots the tests it did not run use. syrupy matches a ``-k``
+  expression against snapshot names, not against the tests that own them, so ``-k "not slow"``
+  (a marker) or ``-k "not test_gpu_models"`` (a module) would delete the snapshots of every test
+  another shard runs. Such a run deletes nothing either.
 
 Registered by the plugin on every run, so it imports only pytest and the standard library.
 """
@@ -32,7 +37,9 @@ class SnapshotGuard:
         self._finished: set[str] = set()
         self._failed: set[str] = set()
         self._collection_errors = 0
+        self._deselected = 0
         self.kept_because: str | None = None
+        self.partial = False  # kept because the run selected part of the suite
 
     # ------------------------------------------------------------ collection
 
@@ -45,6 +52,9 @@ class SnapshotGuard:
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
             self._collection_errors += 1
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self._deselected += len(items)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self._selected = {item.nodeid for item in session.items}
@@ -68,6 +78,9 @@ class SnapshotGuard:
         )
         if cleaning:
             reason = self.incomplete_because(session, int(exitstatus))
+            if reason is None:
+                reason = self.partial_because()
+                self.partial = reason is not None
             if reason is not None:
                 option.no_cleanup = True
                 self.kept_because = reason
@@ -91,8 +104,27 @@ class SnapshotGuard:
             return f"pytest ended with exit code {exitstatus}"
         return None
 
+    def partial_because(self) -> str | None:
+        """Why this run selected only part of the suite, or None when it ran all it collected."""
+        if self._deselected:
+            return f"{_count(self._deselected, 'test')} deselected"
+        option = self._config.option
+        if self._selected is None and (getattr(option, "keyword", None) or getattr(option, "markexpr", None)):
+            # An xdist controller: its workers deselect, so -k and -m are all it can see.
+            return "-k or -m selected the tests to run"
+        return None
+
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.kept_because is None:
+            return
+        if self.partial:
+            terminalreporter.write_line(
+                f"pytest-modelviz: --snapshot-update deleted no unused snapshot, because the run selected part "
+                f"of the suite ({self.kept_because}): one shard cannot tell which snapshots the tests of the "
+                "others use. Run `pytest --snapshot-update` on the whole suite to delete the ones that are unused.",
+                yellow=True,
+                bold=True,
+            )
             return
         terminalreporter.write_line(
             f"pytest-modelviz: --snapshot-update deleted no unused snapshot, because the run did not "

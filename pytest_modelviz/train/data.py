@@ -9,6 +9,7 @@ Face ``BatchEncoding``) and dataclasses by key or field name, anything else by t
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -83,6 +84,25 @@ class BatchStream:
         self._it: Iterator[Any] | None = None
         self._first: Any = None
         self._cycle = 0
+
+    @property
+    def source(self) -> Any:
+        """The data as it was given."""
+        return self._data
+
+    def replay(self) -> BatchStream:
+        """A new stream that yields this one's batches again, from the first.
+
+        A re-iterable is iterated anew (a ``DataLoader(shuffle=True)`` draws the same order when
+        torch's RNG is seeded the same); a one-shot iterator's batches come from the cache.
+        """
+        # Copied, not constructed: the constructor's iter(data) would draw a DataLoader's base seed
+        # from the RNG the replay is to draw from as the first pass did.
+        stream = copy.copy(self)
+        stream._pulled, stream._cache, stream._it, stream._first, stream._cycle = 0, [], None, None, 0
+        if self._one_shot:
+            stream._data, stream._one_shot = tuple(self._cache), False
+        return stream
 
     def next(self, step: int) -> Batch:
         raw = self._next_raw(step)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pytest_modelviz.artifacts import ArtifactDir
-from pytest_modelviz.records import CheckRecord, TrainRecord
+from pytest_modelviz.records import CheckRecord, HealthRow, TrainRecord
 from pytest_modelviz.train.result import hide_for_failures
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def _for_test(options: TrainOptions, model: Any, request: pytest.FixtureRequest,
               artifacts: ArtifactDir, device: str) -> TrainOptions:
     """The caller's options with what this test adds: its device and log interval where the caller
     chose none, and with ``--modelviz`` its sinks, the check reporter and the run record."""
-    label = options.name or type(model).__name__
+    label = options.name or getattr(model, "__name__", None) or type(model).__name__  # a factory: its name
     sinks = tuple(options.sinks)
     if artifacts.persist:
         sinks += tuple(_test_sinks(request, label, options.seed))
@@ -116,8 +116,18 @@ def _record(artifacts: ArtifactDir, result: TrainResult) -> None:
         error=result.error,
         note="\n".join([*notes, pictures.note or ""]).strip(),
         tensorboard=artifacts.relative(artifacts.tensorboard_dir),
+        health=_health_rows(result),
     ))
     pictures.warn(f"the training run {result.name!r}")  # after recording: -W error must not lose it
+
+
+def _health_rows(result: TrainResult) -> tuple[HealthRow, ...]:
+    from pytest_modelviz.train.diagnosis import health_rows
+
+    if result.health is None:
+        return ()
+    kinds = {name: type(m).__name__ for name, m in result.model.named_modules() if name}
+    return tuple(health_rows(result.param_grad_norms, result.grad_norms, result.health, kinds))
 
 
 def _write_curves(artifacts: ArtifactDir, result: TrainResult) -> str | None:

@@ -17,7 +17,9 @@ from pytest_modelviz.errors import TrainingError, add_note
 from pytest_modelviz.module_tree import FIX_HINT, module_cycle
 from pytest_modelviz.train import optim as optim_
 from pytest_modelviz.train.data import BatchSpec, BatchStream
+from pytest_modelviz.train.determinism import InitialState, RerunSetup, keep_initial
 from pytest_modelviz.train.embedding import EmbeddingProbe, embedding_spec
+from pytest_modelviz.train.health import HealthMonitor
 from pytest_modelviz.train.interrupt import StepCheck, interrupts_kept
 from pytest_modelviz.train.options import TrainOptions, build_options, utf8_encodable
 from pytest_modelviz.train.result import NonFinite, ResumeSetup, TrainResult, hide_for_failures, listed_names
@@ -69,9 +71,15 @@ def short_train(
     return train(model, data, build_options(options, overrides))
 
 
-def train(model: torch.nn.Module, data: Any, options: TrainOptions) -> TrainResult:
-    """``short_train`` with its options built."""
+def train(
+    model: torch.nn.Module, data: Any, options: TrainOptions, *, stream: BatchStream | None = None
+) -> TrainResult:
+    """``short_train`` with its options built; ``stream`` replaces ``data`` (a replay of another run's batches)."""
     __tracebackhide__ = hide_for_failures
+    if options.world_size > 1:
+        from pytest_modelviz.train.distributed import train_distributed
+
+        return train_distributed(model, data, options)
     import torch
 
     from pytest_modelviz.devices import resolve_device
@@ -84,7 +92,8 @@ def train(model: torch.nn.Module, data: Any, options: TrainOptions) -> TrainResu
     sinks = list(options.sinks)
     autocast_ctx = autocast_context(options.autocast, dev)
     spec = BatchSpec(inputs=options.inputs, target=options.target, batch_fn=options.batch_fn)
-    stream = BatchStream(data, overfit=options.overfit_batch, spec=spec)
+    if stream is None:
+        stream = BatchStream(data, overfit=options.overfit_batch, spec=spec)
     label = options.name or type(bare).__name__
     projector = embedding_spec(bare, options.embedding, options.embedding_every)
 
@@ -92,6 +101,8 @@ def train(model: torch.nn.Module, data: Any, options: TrainOptions) -> TrainResu
         model.to(dev)
         opt = optim_.build_optimizer(options.optimizer, bare, dict(options.optimizer_kwargs or {}) or None)
         _move_optimizer_state(opt, dev)
+        # Kept before a scheduler sets the learning rates, as the second run builds its own.
+        initial = keep_initial(bare, opt, stream.source) if options.keep_initial_state else None
         sched = optim_.build_scheduler(options.scheduler, opt, options.scheduler_metric)
         named = [(n, p) for n, p in bare.named_parameters() if p.requires_grad]
         start = _Start(
@@ -99,6 +110,7 @@ def train(model: torch.nn.Module, data: Any, options: TrainOptions) -> TrainResu
             frozen=tuple(n for n, p in bare.named_parameters() if not p.requires_grad),
             static=_static_buffers(bare),  # decided by the modules' modes before training
             before=fingerprints(_watched_tensors(bare)),
+            initial=initial,
         )
         probe = None
         if projector and sinks:
@@ -142,6 +154,7 @@ class _Start:
     frozen: tuple[str, ...]
     static: tuple[str, ...]
     before: dict[str, Fingerprint]
+    initial: InitialState | None = None  # for assert_deterministic's second run
 
 
 def _close_after_failure(sinks: Sequence[MetricSink], failure: BaseException) -> None:
@@ -182,13 +195,17 @@ class _Run:
         self.times: list[float] = []
         self.eval: dict[str, list[tuple[int, float]]] = {}
         self.nonfinite: NonFinite | None = None
+        self.health = HealthMonitor(model, bare, named, opt, device, options.every, options.steps,
+                                    enabled=options.health)
 
     def train(self, interrupted: StepCheck) -> None:
-        for step in range(self.options.steps):
-            interrupted(step)
-            if not self._step(step):
-                break
+        with self.health.watching():
+            for step in range(self.options.steps):
+                interrupted(step)
+                if not self._step(step):
+                    break
         interrupted(len(self.losses))
+        self.health.log(self.sinks, self.param_norms)  # per-layer scalars, before the sinks close
 
     def result(
         self, start: _Start, *, final: dict[str, Fingerprint], error: BaseException | None = None
@@ -220,12 +237,16 @@ class _Run:
             final=final,
             torch_version=torch.__version__,
             error=None if error is None else _error_text(error),
+            health=self.health.log() if error is None else self.health.log_after(error),
             setup=ResumeSetup(
                 optimizer=self.opt, scheduler=self.sched, loss=self.loss, stream=self.stream,
                 device=self.device, autocast=self.autocast, scaler=self.scaler,
                 grad_clip=self.options.grad_clip, seed=start.seed, accumulate=self.options.accumulate,
             ),
             reporter=self.options.on_check,
+            rerun=None if start.initial is None else RerunSetup(
+                model=self.model, options=self.options, stream=self.stream, initial=start.initial
+            ),
         )
 
     def _step(self, step: int) -> bool:
@@ -241,9 +262,10 @@ class _Run:
             if self.probe is not None:
                 self.probe.keep(batches[0])
         self.opt.zero_grad(set_to_none=True)
-        loss, output, out_ok = accumulated_backward(
-            self.model, batches, self.loss, self.device, self.autocast, self.scaler, step
-        )
+        with self.health.placement(step):
+            loss, output, out_ok = accumulated_backward(
+                self.model, batches, self.loss, self.device, self.autocast, self.scaler, step
+            )
         if self.scaler is not None:
             self.scaler.unscale_(self.opt)  # the norms, the clipping and the record see true gradients
         present = [i for i, p in enumerate(self.params) if p.grad is not None]
@@ -284,7 +306,9 @@ class _Run:
             return False
         if finite and math.isfinite(total_v) and self.sinks and step % options.every == 0:
             self._log_weights(step, present, grads)  # not for a step the GradScaler skips: inf has no histogram
+        self.health.before_update(step)
         stepped = self._optimizer_step()
+        self.health.after_update(step)
         evaluated = None
         last = step == options.steps - 1
         if options.eval_fn is not None and ((step + 1) % options.eval_every == 0 or last):

@@ -67,6 +67,11 @@ class TrainOptions:
     embedding_every: int | None = None
     on_end: Callable[[TrainResult], None] | None = None
     on_check: CheckReporter | None = None
+    health: bool = True  # per-layer health measurements (train/health.py); False: none, health checks fail
+    keep_initial_state: bool = True  # a CPU copy of the starting state, for assert_deterministic
+    world_size: int = 1  # > 1: DistributedDataParallel in that many processes (see docs/distributed.md)
+    find_unused_parameters: bool = False  # passed to DistributedDataParallel
+    ddp_timeout: float = 120.0  # seconds without progress on any rank before the run counts as hung
     writer: InitVar[Any] = None
 
     def __post_init__(self, writer: Any) -> None:
@@ -147,6 +152,11 @@ def _problems(options: TrainOptions) -> list[str]:
             f"scheduler_metric={options.scheduler_metric!r} names an eval metric, but there is no eval_fn "
             "to compute it: pass eval_fn=..., or leave scheduler_metric out to step with the training loss"
         )
+    if not _positive_int(options.world_size):
+        out.append(f"world_size must be a positive int (the number of DDP processes), got {options.world_size!r}")
+    if isinstance(options.ddp_timeout, bool) or not isinstance(options.ddp_timeout, (int, float)) \
+            or not options.ddp_timeout > 0:
+        out.append(f"ddp_timeout must be a number of seconds > 0, got {options.ddp_timeout!r}")
     if isinstance(options.name, str) and not utf8_encodable(options.name):
         out.append(
             f"name {options.name!r} holds a lone surrogate, which UTF-8 cannot encode: TensorBoard, visdom "

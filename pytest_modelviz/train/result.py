@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pytest_modelviz.train import diagnosis
+from pytest_modelviz.train.diagnosis import HealthLog
 from pytest_modelviz.train.options import CheckReporter
 from pytest_modelviz.train.state import Fingerprint
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     import torch
 
     from pytest_modelviz.train.data import BatchStream
+    from pytest_modelviz.train.determinism import RerunSetup
     from pytest_modelviz.train.step import LossSpec
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -80,7 +83,7 @@ def _check(fn: _F) -> _F:
         except AssertionError as exc:
             self._report(fn.__name__, False, str(exc))
             raise
-        self._report(fn.__name__, True, "")
+        self._report(fn.__name__, True, out.message if isinstance(out, LossReached) else "")
         return out
 
     return wrapper  # type: ignore[return-value]
@@ -109,8 +112,10 @@ class TrainResult:
     final: dict[str, Fingerprint]
     torch_version: str
     error: str | None = None  # why training stopped part way (then ``on_end`` gets it, not a caller)
+    health: HealthLog | None = field(default=None, repr=False)  # per-layer measurements (``health.py``)
     setup: ResumeSetup | None = field(default=None, repr=False)
     reporter: CheckReporter | None = field(default=None, repr=False)
+    rerun: RerunSetup | None = field(default=None, repr=False)  # for assert_deterministic
 
     def __repr__(self) -> str:
         # Short: pytest prints it beside a failing line, and the full record is thousands of numbers.
@@ -277,6 +282,154 @@ class TrainResult:
             )
         check_resume(self.name, self.model, self.setup, self.steps_run, fresh_model, path, rtol, atol)
 
+    @_check
+    def assert_deterministic(self) -> None:
+        """A second run from the same initial state, seed and batches repeats this one bit for bit.
+
+        Trains a copy of the model again (it costs a second run; see ``train/determinism.py``) and
+        compares every step's loss, per-parameter gradient norms, learning rate and eval metrics,
+        and every parameter and buffer after training. Names the first step and value that differ,
+        the first step whose loss differs and the parameters that differ after training.
+        """
+        __tracebackhide__ = hide_for_failures
+        from pytest_modelviz.train.determinism import check_deterministic
+
+        check_deterministic(self)
+
+
+    # ------------------------------------------------------------------ per-layer health
+
+    def _health(self, check: str) -> HealthLog:
+        __tracebackhide__ = hide_for_failures
+        if self.health is None:
+            raise AssertionError(
+                f"{self.name}: {check} needs the run's health measurements, and this result has none "
+                "(short_train(..., health=False) takes none)")
+        return self.health
+
+    def _fail(self, findings: list[diagnosis.Finding], what: str, hint: str) -> None:
+        __tracebackhide__ = hide_for_failures
+        if findings:
+            lines = "\n".join(f"  {f.message}" for f in findings[:_SHOWN])
+            more = f"\n  ... and {len(findings) - _SHOWN} more" if len(findings) > _SHOWN else ""
+            raise AssertionError(f"{self.name}: {what}:\n{lines}{more}\n{hint}")
+
+    @_check
+    def assert_gradients_healthy(
+        self,
+        *,
+        min_ratio: float = diagnosis.MIN_GRAD_RATIO,
+        min_vs_largest: float = diagnosis.MIN_VS_LARGEST,
+        max_ratio: float = diagnosis.MAX_GRAD_RATIO,
+        max_growth: float | None = diagnosis.MAX_GROWTH,
+        min_norm: float | None = None,
+        max_norm: float | None = None,
+    ) -> None:
+        """Gradients flow to every layer without vanishing or exploding.
+
+        Per layer (a module owning parameters), from the gradient norms of every step: vanishing
+        when its norm stays below ``min_ratio`` times its parameter norm, or below
+        ``min_vs_largest`` times the largest layer's, at every step; exploding when it is
+        non-finite or above ``max_ratio`` times its parameter norm at some step. The global norm
+        (before clipping) exploding when its median over the last fifth of the steps is more than
+        ``max_growth`` times that over the first fifth (None: not checked); ``min_norm`` and
+        ``max_norm`` bound it at every step. Layers that never got a gradient are
+        ``assert_all_params_receive_grad``'s to name.
+        """
+        __tracebackhide__ = hide_for_failures
+        findings = diagnosis.gradient_findings(
+            self.param_grad_norms, self.grad_norms, self.health, min_ratio=min_ratio,
+            min_vs_largest=min_vs_largest, max_ratio=max_ratio, max_growth=max_growth,
+            min_norm=min_norm, max_norm=max_norm,
+        )
+        if not self.grad_norms:
+            raise AssertionError(f"{self.name}: assert_gradients_healthy needs at least 1 step, none ran")
+        self._fail(findings, "unhealthy gradients", (
+            "Vanishing: use ReLU-family activations, normalization or residual connections, or a better "
+            "initialization. Exploding: lower the learning rate or clip (grad_clip=...)."))
+
+    @_check
+    def assert_no_dead_units(self, max_fraction: float = diagnosis.MAX_DEAD) -> None:
+        """No ReLU-family module has more than ``max_fraction`` of its units dead (zero, or at a
+        limit, on every sample of the run), and no Sigmoid/Tanh module that many saturated."""
+        __tracebackhide__ = hide_for_failures
+        log = self._health("assert_no_dead_units")
+        if log.watched:
+            raise AssertionError(f"{self.name}: cannot check dead units: activations are not watched in {log.watched}")
+        if not log.activations:
+            # Passing here would claim a check that looked at nothing.
+            raise AssertionError(
+                f"{self.name}: cannot check dead units: the model has no ReLU, ReLU6, Hardtanh, Hardsigmoid, "
+                "Sigmoid or Tanh module to watch. Activations called as functions (F.relu, torch.sigmoid, "
+                "TransformerEncoderLayer(activation=\"relu\")) are not seen: use the module form "
+                "(nn.ReLU(), activation=nn.ReLU()) to have them checked."
+            )
+        self._fail(diagnosis.dead_findings(log, max_fraction=max_fraction), "dead or saturated units", (
+            "A dead ReLU outputs zero for every input, so it gets no gradient: look for a large negative "
+            "bias, too high a learning rate, or inputs that are not normalized."))
+
+    @_check
+    def assert_update_ratio(
+        self, low: float = diagnosis.MIN_UPDATE_RATIO, high: float = diagnosis.MAX_UPDATE_RATIO, *,
+        allow_frozen_in_optimizer: bool = False,
+    ) -> None:
+        """Every layer's update norm / parameter norm, at the sampled steps, stays within
+        [``low``, ``high``] (healthy training sits near 1e-3): below ``low`` at every sampled step,
+        the layer does not learn; above ``high`` at one, it jumps. A frozen layer left in the optimizer
+        (it never updates) fails too unless ``allow_frozen_in_optimizer``."""
+        __tracebackhide__ = hide_for_failures
+        log = self._health("assert_update_ratio")
+        if not log.samples:
+            raise AssertionError(f"{self.name}: assert_update_ratio needs at least one optimizer step, none was taken")
+        findings = diagnosis.update_findings(log, low=low, high=high,
+                                             allow_frozen_in_optimizer=allow_frozen_in_optimizer)
+        self._fail(findings, "update-to-parameter ratios out of range",
+                   "The ratio is the norm of one optimizer step's change over the layer's parameter norm.")
+
+    @_check
+    def assert_on_device(self) -> None:
+        """Every parameter, buffer and optimizer state tensor, the model's inputs and every tensor
+        made during the first step's forward and loss were on the run's device."""
+        __tracebackhide__ = hide_for_failures
+        log = self._health("assert_on_device")
+        self._fail(diagnosis.device_findings(log), f"tensors not on the run's device {self.device}", (
+            "Create tensors in forward with device=x.device (or register them as buffers so .to() moves "
+            "them), and build the optimizer after moving the model."))
+
+    @_check
+    def assert_loss_below(self, target: float, *, within: int | None = None) -> LossReached:
+        """Some step's loss (of the first ``within`` steps, default all) fell below ``target``:
+        with ``overfit_batch=True``, proof that the model can learn at all. Returns the step and loss."""
+        __tracebackhide__ = hide_for_failures
+        losses = self.losses[:within] if within is not None else self.losses
+        reached = next((k for k, v in enumerate(losses) if v < target), None)
+        if reached is not None:
+            return LossReached(step=reached, loss=losses[reached], target=target)
+        if not losses:
+            raise AssertionError(f"{self.name}: assert_loss_below needs at least 1 step, none ran")
+        finite = [(v, k) for k, v in enumerate(losses) if math.isfinite(v)]
+        lowest = f"{min(finite)[0]:.4g} (lowest, at step {min(finite)[1]})" if finite else "a non-finite value"
+        stopped = f" Training stopped early at {self.nonfinite.message}." if self.nonfinite else ""
+        raise AssertionError(
+            f"{self.name}: the loss stalled at {lowest} and never fell below {target:g} in {len(losses)} "
+            f"step(s); last loss {losses[-1]:.4g}.{stopped} Losses: {_shorten(losses)}. With overfit_batch=True "
+            "a model that can learn drives one batch's loss towards zero: more steps, a higher learning rate, "
+            "or look for a detached output or a wrong target."
+        )
+
+
+@dataclass(frozen=True)
+class LossReached:
+    """What ``assert_loss_below`` returns: the first step whose loss was below the target."""
+
+    step: int
+    loss: float
+    target: float
+
+    @property
+    def message(self) -> str:
+        return f"reached loss {self.loss:.4g} at step {self.step} (target {self.target:g})"
+
 
 def listed_names(names: Any) -> str:
     names = list(names)
@@ -285,12 +438,7 @@ def listed_names(names: Any) -> str:
 
 
 def _modules(params: list[str]) -> list[str]:
-    out: list[str] = []
-    for name in params:
-        module = name.rpartition(".")[0] or "<root>"
-        if module not in out:
-            out.append(module)
-    return out
+    return list(diagnosis.by_layer(params))
 
 
 def _shorten(values: list[float], keep: int = 5) -> str:

@@ -26,6 +26,9 @@ Fingerprint = tuple[float, float, float]
 def fingerprints(tensors: Mapping[str, torch.Tensor]) -> dict[str, Fingerprint]:
     import torch
 
+    # A tensor on the meta device has no values to fingerprint; it is left out rather than failing
+    # the run at its end (``assert_on_device`` is the check that names it).
+    tensors = {name: t for name, t in tensors.items() if not t.is_meta}
     if not tensors:
         return {}
     rows = []

@@ -1,4 +1,5 @@
-"""``MetricSink`` on a visdom client: one window per tag, with window ids derived from the tag,
+"""``MetricSink`` on a visdom client: one window per tag (per-layer scalars ``a/b/<layer>`` share
+the window ``a/b``, one line per layer), with window ids derived from the tag,
 so a rerun or a replay redraws the same windows instead of adding random ones.
 
 Every call to the visdom client is a JSON encoding, a write to the event log and, with a server, an
@@ -31,6 +32,16 @@ def window_id(kind: str, tag: str) -> str:
     readable = _UNSAFE.sub("_", tag).strip("_")[:60] or "tag"
     digest = hashlib.sha1(f"{kind}\0{tag}".encode()).hexdigest()[:8]
     return f"{kind}-{readable}-{digest}"
+
+
+def line_window(tag: str) -> tuple[str, str | None]:
+    """The window a scalar tag is drawn in, and its line's name there: ``a/b`` has a window of its
+    own; ``a/b/c`` (per-layer scalars such as ``health/grad_norm/fc1``) is line ``c`` of window
+    ``a/b``, so a model's layers share one window per metric instead of one window each."""
+    parts = tag.split("/")
+    if len(parts) < 3:
+        return tag, None
+    return "/".join(parts[:2]), "/".join(parts[2:])
 
 
 def principal_components(features: np.ndarray, k: int) -> np.ndarray:
@@ -106,16 +117,20 @@ class VisdomSink:
     def _send_line(self, tag: str, pairs: list[tuple[int, float]]) -> None:
         import numpy as np
 
-        win = window_id("line", tag)
+        title, trace = line_window(tag)
+        win = window_id("line", title)
         first = win not in self._lines
         # The first points create the window with its layout (title, axis labels); later points
-        # only append, since visdom drops the layout of appends.
+        # only append, since visdom drops the layout of appends. A trace name visdom has not seen
+        # in the window is added to it as a new line.
         self.client.line(
             Y=np.asarray([v for _, v in pairs], dtype=float),
             X=np.asarray([s for s, _ in pairs]),
             win=win,
             update=None if first else "append",
-            opts={"title": tag, "xlabel": "step", "ylabel": tag.rsplit("/", 1)[-1]},
+            name=trace,
+            opts={"title": title, "xlabel": "step", "ylabel": title.rsplit("/", 1)[-1],
+                  "showlegend": trace is not None},
         )
         self._lines.add(win)
 

@@ -47,6 +47,20 @@ def test_scalars_append_one_line_per_tag(sink: VisdomSink, read_window: ReadWind
     assert read_window(window_id("line", "train/lr"), env)["content"]["data"][0]["y"] == [0.1] * 3
 
 
+def test_per_layer_scalars_share_one_window_per_metric_with_a_line_per_layer(
+    sink: VisdomSink, read_window: ReadWindow, read_env: Any, env: str
+) -> None:
+    for step in (0, 10):
+        sink.scalars(step, {"health/grad_norm/fc1": 1.0 + step, "health/grad_norm/fc2": 2.0 + step,
+                            "health/update_ratio/fc1": 1e-3})
+    win = read_window(window_id("line", "health/grad_norm"), env)
+    assert win["title"] == "health/grad_norm"
+    lines = {t["name"]: (t["x"], t["y"]) for t in win["content"]["data"]}
+    assert lines == {"fc1": ([0, 10], [1.0, 11.0]), "fc2": ([0, 10], [2.0, 12.0])}
+    assert [t["name"] for t in read_window(window_id("line", "health/update_ratio"), env)["content"]["data"]] == ["fc1"]
+    assert window_id("line", "health/grad_norm/fc1") not in read_env(env)  # not one window per layer
+
+
 def test_histogram_draws_the_precomputed_counts_as_bars(
     sink: VisdomSink, read_window: ReadWindow, env: str
 ) -> None:

@@ -17,22 +17,20 @@ from __future__ import annotations
 import json
 import math
 import shlex
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pytest_modelviz.errors import ModelvizUsageError, SnapshotFormatError
+from pytest_modelviz.errors import SnapshotFormatError
 from pytest_modelviz.params.stats import ParamStats, Tolerance, ToleranceSpec, compare_stats, compute_stats
 from pytest_modelviz.records import ParamsRecord
 from pytest_modelviz.render.outcome import LITERAL_TEXT, RenderOutcome
-from pytest_modelviz.snapshot.extension import TextSnapshotExtension, check_snapshot, display_path
-from pytest_modelviz.snapshot.files import PARAMS_EXTENSION, StoredText
+from pytest_modelviz.snapshot.extension import check_snapshot, display_path
+from pytest_modelviz.snapshot.files import PARAMS_EXTENSION
 from pytest_modelviz.snapshot.labels import snapshot_label
+from pytest_modelviz.snapshot.tolerant import Tolerant, TolerantExtension, mismatch_lines
 
 if TYPE_CHECKING:
     from syrupy.assertion import SnapshotAssertion
-    from syrupy.types import SerializableData, SerializedData
 
     from pytest_modelviz.artifacts import ArtifactDir
     from pytest_modelviz.session import ModelvizSession
@@ -40,26 +38,7 @@ if TYPE_CHECKING:
 PLOT_LIMIT = 48  # small multiples drawn; a 7B model has hundreds of tensors and nobody reads them all
 
 
-class StatsText(str):
-    """Serialized statistics that carry the tolerance to compare them with."""
-
-    tolerance: Tolerance | None
-
-    def __new__(cls, text: str, tolerance: Tolerance | None = None) -> StatsText:
-        self = super().__new__(cls, text)
-        self.tolerance = tolerance
-        return self
-
-
-@dataclass(frozen=True)
-class TolerantStats:
-    """Statistics together with the tolerance they are to be compared with."""
-
-    stats: ParamStats
-    tolerance: Tolerance
-
-
-class ParamStatsExtension(TextSnapshotExtension):
+class ParamStatsExtension(TolerantExtension[ParamStats]):
     """One text file per snapshot: ``__snapshots__/<test module>/<test>[<name>].params``.
 
     Compares within ``rtol``/``atol`` (numbers, or dicts of glob pattern -> number, as for
@@ -69,54 +48,16 @@ class ParamStatsExtension(TextSnapshotExtension):
     file_extension = PARAMS_EXTENSION
     rtol: ClassVar[ToleranceSpec] = 1e-4
     atol: ClassVar[ToleranceSpec] = 1e-6
+    defaults = (1e-4, 1e-6)
+    value_type = ParamStats
+    what = ("parameter statistics of", "differ")
+    hint = "compare `pytest_modelviz.snapshot.compute_stats(model)` with the snapshot"
 
-    def serialize(self, data: SerializableData, **_: Any) -> SerializedData:
-        if isinstance(data, TolerantStats):
-            return StatsText(data.stats.to_text(), data.tolerance)
-        if isinstance(data, ParamStats):
-            return StatsText(data.to_text())
-        if isinstance(data, str):
-            return data
-        raise ModelvizUsageError(
-            f"ParamStatsExtension snapshots ParamStats, got {type(data).__name__}: compare "
-            "`pytest_modelviz.snapshot.compute_stats(model)` with the snapshot"
-        )
+    def parse(self, text: str, source: str) -> ParamStats:
+        return ParamStats.from_text(text, source=source)
 
-    def tolerance_for(self, serialized: Any) -> Tolerance:
-        given = getattr(serialized, "tolerance", None)
-        return given if given is not None else Tolerance.resolve(self.rtol, self.atol, 1e-4, 1e-6)
-
-    def agree(self, new: Any, stored: Any) -> bool:
-        try:
-            return not compare_stats(parse_stats_text(stored), parse_stats_text(new), self.tolerance_for(new))
-        except SnapshotFormatError:
-            return False
-
-    def diff_lines(self, serialized_data: SerializedData, snapshot_data: SerializedData) -> Iterator[str]:
-        if not isinstance(snapshot_data, StoredText) and not snapshot_data:
-            yield "Run `pytest --snapshot-update` to create it."
-            return
-        try:
-            stored = parse_stats_text(self.text_of(snapshot_data))
-            actual = parse_stats_text(self.text_of(serialized_data))
-        except SnapshotFormatError as exc:
-            yield str(exc)
-            return
-        shown = (
-            display_path(snapshot_data.location, Path.cwd()) if isinstance(snapshot_data, StoredText) else "snapshot"
-        )
-        name = Path(shown).stem
-        mismatches = compare_stats(stored, actual, self.tolerance_for(serialized_data))
-        yield from _mismatch_lines(name, actual.model, shown, mismatches)
-        yield "If the change is intended, accept it with `pytest --snapshot-update` (or loosen rtol/atol)."
-
-
-def parse_stats_text(text: str) -> ParamStats:
-    """Statistics read back from a snapshot's text; ``SnapshotFormatError`` naming the file."""
-    source = text.location if isinstance(text, StoredText) else "snapshot"
-    if isinstance(text, StoredText) and text.problem:
-        raise SnapshotFormatError(f"{source}: {text.problem}")
-    return ParamStats.from_text(text, source=source)
+    def compare(self, stored: ParamStats, actual: ParamStats, tolerance: Tolerance) -> list[str]:
+        return compare_stats(stored, actual, tolerance)
 
 
 def assert_param_snapshot(
@@ -141,7 +82,7 @@ def assert_param_snapshot(
     actual = compute_stats(model, bins=bins, buffers=buffers)
     item = snapshot.test_location.item
     label = snapshot_label(item, snapshot, "parameter snapshot", name, actual.model)
-    result = check_snapshot(snapshot.use_extension(ParamStatsExtension), label, TolerantStats(actual, tolerance))
+    result = check_snapshot(snapshot.use_extension(ParamStatsExtension), label, Tolerant(actual, tolerance))
     shown = display_path(result.location, item.config.rootpath)
 
     stored: ParamStats | None = None
@@ -173,19 +114,10 @@ def assert_param_snapshot(
             f"Create it with: {command}"
         )
     raise AssertionError(
-        "\n".join(_mismatch_lines(label, actual.model, shown, mismatches))
+        "\n".join(mismatch_lines(f"parameter statistics of {actual.model}", "differ", label, shown, mismatches))
         + "\nIf the change is intended, accept it with: "
         f"{command} (or loosen rtol/atol, or the ini keys modelviz_param_rtol/modelviz_param_atol)"
     )
-
-
-def _mismatch_lines(label: str, model: str, shown: str, mismatches: list[str]) -> list[str]:
-    limit = 60
-    lines = [f"parameter statistics of {model} ({label!r}) differ from the snapshot {shown}:"]
-    lines += [f"  {m}" for m in mismatches[:limit]]
-    if len(mismatches) > limit:
-        lines.append(f"  ... and {len(mismatches) - limit} more")
-    return lines
 
 
 # ---------------------------------------------------------------- artifacts (--modelviz)

@@ -17,6 +17,16 @@ INSTALL_HINT = (
 )
 
 
+# Appended to a copy of a page: after load, record which images failed to load.
+IMAGE_PROBE = """<script>
+window.addEventListener("load", function () {
+  var broken = Array.prototype.filter.call(document.images, function (i) { return !i.naturalWidth; });
+  document.body.setAttribute("data-images", document.images.length);
+  document.body.setAttribute("data-broken", broken.map(function (i) { return i.getAttribute("src"); }).join(" "));
+});
+</script>"""
+
+
 def find_chromium() -> str:
     """The Chromium binary; fails the test (never skips silently) unless skipping was asked for."""
     for name in ("chromium", "chromium-browser", "google-chrome"):

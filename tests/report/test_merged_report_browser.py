@@ -8,18 +8,10 @@ from html import unescape
 from pathlib import Path
 from urllib.parse import unquote
 
-from headless_chromium import dump_dom, find_chromium
+from headless_chromium import IMAGE_PROBE, dump_dom, find_chromium
 from sharded_runs import GPU_JOB, NODEIDS, SHARDS, make_project, run_jobs
 
 from pytest_modelviz.merge import merge_runs
-
-_PROBE = """<script>
-window.addEventListener("load", function () {
-  var broken = Array.prototype.filter.call(document.images, function (i) { return !i.naturalWidth; });
-  document.body.setAttribute("data-images", document.images.length);
-  document.body.setAttribute("data-broken", broken.map(function (i) { return i.getAttribute("src"); }).join(" "));
-});
-</script>"""
 
 
 def test_merged_report_in_chromium(tmp_path: Path) -> None:
@@ -30,7 +22,7 @@ def test_merged_report_in_chromium(tmp_path: Path) -> None:
     assert result.report is not None and not result.warnings
     page = result.report.read_text(encoding="utf-8")
     probed = out / "probed.html"
-    probed.write_text(page.replace("</body>", _PROBE + "</body>"), encoding="utf-8")
+    probed.write_text(page.replace("</body>", IMAGE_PROBE + "</body>"), encoding="utf-8")
     dom = dump_dom(chromium, probed, tmp_path / "profile")
 
     assert 'data-ready="yes"' in dom, "the report's script did not run"

@@ -6,19 +6,10 @@ from pathlib import Path
 
 import pytest
 from fake_report_run import HOSTILE, make_run
-from headless_chromium import dump_dom, find_chromium, screenshot
+from headless_chromium import IMAGE_PROBE, dump_dom, find_chromium, screenshot
 
 from pytest_modelviz.artifacts import ArtifactDir
 from pytest_modelviz.report.html import write_report
-
-# Appended to a copy of the page: after load, record which images failed to load.
-_PROBE = """<script>
-window.addEventListener("load", function () {
-  var broken = Array.prototype.filter.call(document.images, function (i) { return !i.naturalWidth; });
-  document.body.setAttribute("data-images", document.images.length);
-  document.body.setAttribute("data-broken", broken.map(function (i) { return i.getAttribute("src"); }).join(" "));
-});
-</script>"""
 
 
 def test_report_renders_in_chromium(tmp_path: Path, modelviz_artifacts: ArtifactDir) -> None:
@@ -26,7 +17,7 @@ def test_report_renders_in_chromium(tmp_path: Path, modelviz_artifacts: Artifact
     run = make_run(tmp_path)
     report = write_report(run)
     probed = report.with_name("probed.html")
-    probed.write_text(report.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"), encoding="utf-8")
+    probed.write_text(report.read_text(encoding="utf-8").replace("</body>", IMAGE_PROBE + "</body>"), encoding="utf-8")
 
     dom = dump_dom(chromium, probed, tmp_path / "profile")
     assert 'data-ready="yes"' in dom, "the report's script did not run"

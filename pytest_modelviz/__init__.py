@@ -38,6 +38,8 @@ _PUBLIC = {
     "ShortTrain": "pytest_modelviz.train.options",  # the short_train fixture's type
     "TrainOptions": "pytest_modelviz.train.options",
     "TrainResult": "pytest_modelviz.train.result",
+    "LossReached": "pytest_modelviz.train.result",  # what assert_loss_below returns
+    "HealthLog": "pytest_modelviz.train.diagnosis",  # TrainResult.health
     "DistributedResult": "pytest_modelviz.train.ddp_checks",  # short_train(world_size=N)
     # where metrics go
     "MetricSink": "pytest_modelviz.sink",
@@ -84,6 +86,8 @@ __all__ = [
     "ShortTrain",
     "TrainOptions",
     "TrainResult",
+    "LossReached",
+    "HealthLog",
     "DistributedResult",
     "MetricSink",
     "Histogram",
@@ -146,9 +150,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from pytest_modelviz.tensorboard.graph import to_graph_def, write_graph_event
     from pytest_modelviz.tensorboard.sink import TensorBoardSink
     from pytest_modelviz.train.ddp_checks import DistributedResult
+    from pytest_modelviz.train.diagnosis import HealthLog
     from pytest_modelviz.train.dynamics import dynamics_of as training_dynamics
     from pytest_modelviz.train.loop import short_train
     from pytest_modelviz.train.options import ShortTrain, TrainOptions
-    from pytest_modelviz.train.result import TrainResult
+    from pytest_modelviz.train.result import LossReached, TrainResult
     from pytest_modelviz.visdom.client import VisdomFallbackWarning
     from pytest_modelviz.visdom.sink import VisdomSink

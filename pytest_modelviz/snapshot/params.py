@@ -27,7 +27,7 @@ from pytest_modelviz.render.outcome import LITERAL_TEXT, RenderOutcome
 from pytest_modelviz.snapshot.extension import check_snapshot, display_path
 from pytest_modelviz.snapshot.files import PARAMS_EXTENSION
 from pytest_modelviz.snapshot.labels import snapshot_label
-from pytest_modelviz.snapshot.tolerant import Tolerant, TolerantExtension, mismatch_lines
+from pytest_modelviz.snapshot.tolerant import Tolerant, TolerantExtension, mismatch_lines, read_text
 
 if TYPE_CHECKING:
     from syrupy.assertion import SnapshotAssertion
@@ -52,9 +52,6 @@ class ParamStatsExtension(TolerantExtension[ParamStats]):
     value_type = ParamStats
     what = ("parameter statistics of", "differ")
     hint = "compare `pytest_modelviz.snapshot.compute_stats(model)` with the snapshot"
-
-    def parse(self, text: str, source: str) -> ParamStats:
-        return ParamStats.from_text(text, source=source)
 
     def compare(self, stored: ParamStats, actual: ParamStats, tolerance: Tolerance) -> list[str]:
         return compare_stats(stored, actual, tolerance)
@@ -90,9 +87,7 @@ def assert_param_snapshot(
     format_error: SnapshotFormatError | None = None
     if result.stored is not None:
         try:
-            if result.stored.problem:
-                raise SnapshotFormatError(f"{shown}: {result.stored.problem}")
-            stored = ParamStats.from_text(result.stored, source=shown)
+            stored = read_text(result.stored, shown, ParamStats)
         except SnapshotFormatError as exc:
             stored, format_error = None, exc
             mismatches = [str(exc)]

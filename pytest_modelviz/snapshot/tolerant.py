@@ -3,7 +3,8 @@
 A value within ``rtol``/``atol`` of the stored one matches, so syrupy neither fails nor rewrites
 the file (no churn from last-digit noise, even under ``--snapshot-update``); beyond it syrupy
 fails the assertion, or writes the new text under ``--snapshot-update``. ``diff_lines`` lists
-every number out of tolerance. A kind says how its text is parsed and compared; the rest is here.
+every number out of tolerance. A kind names its value type (which reads itself back with
+``from_text``) and how two values compare; the rest is here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pytest_modelviz.snapshot.files import StoredText
 
 if TYPE_CHECKING:
     from syrupy.types import SerializableData, SerializedData
+    from typing_extensions import Self  # typing.Self is 3.11+
 
 _SHOWN = 60  # mismatches listed before "... and N more"
 
@@ -30,8 +32,19 @@ class Snapshotted(Protocol):
 
     def to_text(self) -> str: ...
 
+    @classmethod
+    def from_text(cls, text: str, source: str = ...) -> Self: ...
+
 
 _V = TypeVar("_V", bound=Snapshotted)
+
+
+def read_text(text: str, source: str, value_type: type[_V]) -> _V:
+    """The value of a snapshot's text; ``SnapshotFormatError`` naming ``source`` for a file that
+    cannot be read or parsed."""
+    if isinstance(text, StoredText) and text.problem:
+        raise SnapshotFormatError(f"{source}: {text.problem}")
+    return value_type.from_text(text, source)
 
 
 class TolerantText(str):
@@ -60,12 +73,9 @@ class TolerantExtension(TextSnapshotExtension, Generic[_V]):
     rtol: ClassVar[ToleranceSpec]
     atol: ClassVar[ToleranceSpec]
     defaults: ClassVar[tuple[float, float]]  # (rtol, atol) where a subclass sets None
-    value_type: ClassVar[type]
+    value_type: ClassVar[type[Snapshotted]]
     what: ClassVar[tuple[str, str]]  # the heading's subject and verb: ("training of", "differs")
     hint: ClassVar[str]  # how to get a value to compare, for a wrong type
-
-    def parse(self, text: str, source: str) -> _V:
-        raise NotImplementedError
 
     def compare(self, stored: _V, actual: _V, tolerance: Tolerance) -> list[str]:
         raise NotImplementedError
@@ -74,7 +84,7 @@ class TolerantExtension(TextSnapshotExtension, Generic[_V]):
         if isinstance(data, Tolerant):
             return TolerantText(data.value.to_text(), data.tolerance)
         if isinstance(data, self.value_type):
-            return TolerantText(cast("Snapshotted", data).to_text())
+            return TolerantText(data.to_text())
         if isinstance(data, str):
             return data
         raise ModelvizUsageError(
@@ -88,9 +98,7 @@ class TolerantExtension(TextSnapshotExtension, Generic[_V]):
     def read(self, text: str) -> _V:
         """The value of a snapshot's text; ``SnapshotFormatError`` naming the file."""
         source = text.location if isinstance(text, StoredText) else "snapshot"
-        if isinstance(text, StoredText) and text.problem:
-            raise SnapshotFormatError(f"{source}: {text.problem}")
-        return self.parse(text, source)
+        return cast("_V", read_text(text, source, self.value_type))
 
     def agree(self, new: Any, stored: Any) -> bool:
         try:

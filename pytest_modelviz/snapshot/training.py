@@ -24,8 +24,8 @@ from pytest_modelviz.params.stats import Tolerance, ToleranceSpec
 from pytest_modelviz.snapshot.extension import check_snapshot, display_path
 from pytest_modelviz.snapshot.files import TRAINING_EXTENSION
 from pytest_modelviz.snapshot.labels import snapshot_label
-from pytest_modelviz.snapshot.tolerant import Tolerant, TolerantExtension, mismatch_lines
-from pytest_modelviz.train.dynamics import TrainingDynamics, compare_dynamics, dynamics_of, parse_dynamics
+from pytest_modelviz.snapshot.tolerant import Tolerant, TolerantExtension, mismatch_lines, read_text
+from pytest_modelviz.train.dynamics import TrainingDynamics, compare_dynamics, dynamics_of
 
 if TYPE_CHECKING:
     from syrupy.assertion import SnapshotAssertion
@@ -48,9 +48,6 @@ class TrainingDynamicsExtension(TolerantExtension[TrainingDynamics]):
     value_type = TrainingDynamics
     what = ("training of", "differs")
     hint = "compare `pytest_modelviz.train.dynamics.dynamics_of(result)` with the snapshot"
-
-    def parse(self, text: str, source: str) -> TrainingDynamics:
-        return parse_dynamics(text, source=source)
 
     def compare(self, stored: TrainingDynamics, actual: TrainingDynamics, tolerance: Tolerance) -> list[str]:
         return compare_dynamics(stored, actual, tolerance)
@@ -97,9 +94,7 @@ def assert_training_snapshot(
             f"training snapshot {label!r} of {actual.model} does not exist ({shown}).\nCreate it with: {command}"
         )
     try:
-        if outcome.stored.problem:
-            raise SnapshotFormatError(f"{shown}: {outcome.stored.problem}")
-        stored = parse_dynamics(outcome.stored, source=shown)
+        stored = read_text(outcome.stored, shown, TrainingDynamics)
     except SnapshotFormatError as exc:
         raise SnapshotFormatError(f"{exc}\nTo rewrite it from the run: {command}") from None
     raise AssertionError(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+from model_outputs import ModelOutputLike
 
 from pytest_modelviz.nested import iter_tensors, map_tensors, tensors
 
@@ -15,17 +15,6 @@ from pytest_modelviz.nested import iter_tensors, map_tensors, tensors
 class Frozen:
     logits: torch.Tensor
     label: str = "x"
-
-
-@dataclass
-class ModelOutputLike(OrderedDict):
-    logits: torch.Tensor | None = None
-    loss: torch.Tensor | None = None
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            if getattr(self, f.name) is not None:
-                self[f.name] = getattr(self, f.name)
 
 
 class Pair(NamedTuple):

@@ -3,11 +3,11 @@ tuples, dicts and Hugging Face style ``ModelOutput`` (an ordered dict that is al
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+from model_outputs import ModelOutputLike
 from torch import nn
 
 from pytest_modelviz import capture
@@ -18,21 +18,6 @@ class Output:
     logits: torch.Tensor
     hidden: torch.Tensor
     note: str = "not a tensor"
-
-
-@dataclass
-class ModelOutputLike(OrderedDict):
-    """What transformers' ``ModelOutput`` is: a dataclass whose set fields are also its items."""
-
-    logits: torch.Tensor | None = None
-    loss: torch.Tensor | None = None
-    hidden: torch.Tensor | None = None
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is not None:
-                self[f.name] = value
 
 
 class Pair(NamedTuple):

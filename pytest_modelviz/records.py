@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 RECORDS_FILE = "modelviz.jsonl"
 OUTCOMES_FILE = "outcomes.json"
@@ -26,6 +26,7 @@ RECORD_VERSION = 1
 CHANGED_STATES = ("changed", "updated")  # snapshot states that mean "differs from the stored one"
 OUTCOMES = ("passed", "failed", "skipped", "error", "xfailed", "xpassed", "interrupted")
 _MAX_RAW = 2_000  # characters of an unreadable line kept for the report
+_Row = TypeVar("_Row")
 
 
 class _Reader:
@@ -119,6 +120,17 @@ class _Reader:
             self.bad(key, f"expected a list, got {_kind_of(value)}")
             return []
         return value
+
+    def rows(self, key: str, parse: Callable[[Mapping[str, Any], list[str], int], _Row]) -> tuple[_Row, ...]:
+        """A list of objects, each read by ``parse(row, problems, index)``; an entry that is not an
+        object is named and left out."""
+        out = []
+        for i, row in enumerate(self.items(key)):
+            if isinstance(row, dict):
+                out.append(parse(row, self.problems, i))
+            else:
+                self.bad(f"{key}[{i}]", f"expected an object, got {_kind_of(row)}")
+        return tuple(out)
 
     def version(self) -> int:
         value = self.data.get("version", RECORD_VERSION)
@@ -243,15 +255,10 @@ class ArchitectureRecord:
                 r.bad(f"totals.{key}", f"expected a whole number, got {_short(value)}")
             else:
                 totals[str(key)] = number
-        rows = []
-        for i, row in enumerate(r.items("rows")):
-            if isinstance(row, dict):
-                rows.append(LayerRow.from_json(row, r.problems, i))
-            else:
-                r.bad(f"rows[{i}]", f"expected an object, got {_kind_of(row)}")
         return cls(
             name=r.text("name"), model=r.text("model"), training=r.flag("training"), totals=totals,
-            rows=tuple(rows), snapshot=r.text("snapshot"), diff=r.text("diff"), text=r.optional_text("text"),
+            rows=r.rows("rows", LayerRow.from_json), snapshot=r.text("snapshot"), diff=r.text("diff"),
+            text=r.optional_text("text"),
             torch_version=r.text("torch_version"), version=r.version(), problems=tuple(r.problems),
         )
 
@@ -396,18 +403,12 @@ class TrainRecord:
         if steps is not None and steps < 0:
             r.bad("steps", f"expected a count, got {steps}")
             steps = None
-        health = []
-        for i, row in enumerate(r.items("health")):
-            if isinstance(row, dict):
-                health.append(HealthRow.from_json(row, r.problems, i))
-            else:
-                r.bad(f"health[{i}]", f"expected an object, got {_kind_of(row)}")
         return cls(
             name=r.text("name"), model=r.text("model"), device=r.text("device"),
             torch_version=r.text("torch_version"), steps=steps,
             losses=r.series("losses"), lrs=r.series("lrs"), grad_norms=r.series("grad_norms"), eval=evals,
             curves=r.optional_text("curves"), error=r.optional_text("error"), note=r.text("note"),
-            tensorboard=r.optional_text("tensorboard"), health=tuple(health),
+            tensorboard=r.optional_text("tensorboard"), health=r.rows("health", HealthRow.from_json),
             version=r.version(), problems=tuple(r.problems),
         )
 

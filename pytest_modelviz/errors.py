@@ -94,3 +94,11 @@ def add_note(exc: BaseException, note: str) -> None:
     else:
         # Python 3.11's typeshed declares __notes__, 3.10's does not.
         exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined, unused-ignore]
+
+
+def capped(lines: list[str], limit: int) -> list[str]:
+    """The first ``limit`` of ``lines`` and, when there are more, ``... and N more``: a message
+    lists enough to act on and says how much it left out."""
+    if len(lines) <= limit:
+        return list(lines)
+    return [*lines[:limit], f"... and {len(lines) - limit} more"]

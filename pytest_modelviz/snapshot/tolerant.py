@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast
 
-from pytest_modelviz.errors import ModelvizUsageError, SnapshotFormatError
+from pytest_modelviz.errors import ModelvizUsageError, SnapshotFormatError, capped
 from pytest_modelviz.params.stats import Tolerance, ToleranceSpec
 from pytest_modelviz.snapshot.extension import TextSnapshotExtension, display_path
 from pytest_modelviz.snapshot.files import StoredText
@@ -127,8 +127,4 @@ class TolerantExtension(TextSnapshotExtension, Generic[_V]):
 
 def mismatch_lines(subject: str, verb: str, label: str, shown: str, mismatches: list[str]) -> list[str]:
     """``<subject> (<label>) <verb> from the snapshot <shown>:`` and the mismatches, capped."""
-    lines = [f"{subject} ({label!r}) {verb} from the snapshot {shown}:"]
-    lines += [f"  {m}" for m in mismatches[:_SHOWN]]
-    if len(mismatches) > _SHOWN:
-        lines.append(f"  ... and {len(mismatches) - _SHOWN} more")
-    return lines
+    return [f"{subject} ({label!r}) {verb} from the snapshot {shown}:", *(f"  {m}" for m in capped(mismatches, _SHOWN))]

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pytest_modelviz.errors import capped
 from pytest_modelviz.train.result import TrainResult, _check, hide_for_failures, listed_names
 
 if TYPE_CHECKING:
@@ -75,11 +76,10 @@ class DistributedResult(TrainResult):
         __tracebackhide__ = hide_for_failures
         found = rank_drift(self.ranks)
         if found:
-            lines = [self._drift_line(*f) for f in found[:_SHOWN]]
-            more = f"\n  ... and {len(found) - _SHOWN} more" if len(found) > _SHOWN else ""
+            lines = capped([self._drift_line(*f) for f in found], _SHOWN)
             raise AssertionError(
                 f"{self.name}: the ranks disagree (under DistributedDataParallel every parameter and "
-                "buffer must be identical on every rank after each step):\n  " + "\n  ".join(lines) + more
+                "buffer must be identical on every rank after each step):\n  " + "\n  ".join(lines)
             )
 
     def _drift_line(self, key: str, rank: int, step: int) -> str:
@@ -132,7 +132,7 @@ class DistributedResult(TrainResult):
         if problems:
             raise AssertionError(
                 f"{self.name}: the {self.world_size}-rank run differs from a single-process run on the same "
-                f"global batches (rtol {rtol:g}, atol {atol:g}):\n  " + "\n  ".join(problems[:_SHOWN])
+                f"global batches (rtol {rtol:g}, atol {atol:g}):\n  " + "\n  ".join(capped(problems, _SHOWN))
                 + "\n(dropout, a per-rank seed, BatchNorm statistics and a sum-reduced loss all break parity)"
             )
 

@@ -145,7 +145,7 @@ class HealthMonitor:
 
         names = [n for n, _ in self.named]
         count = len(self.samples)
-        rows = torch.stack(self.norms).cpu().tolist() if self.norms else [[0.0] * 2 * len(names)] * 0
+        rows = torch.stack(self.norms).cpu().tolist() if self.norms else []
         dead = torch.stack(self.dead).cpu().tolist() if self.dead else []
         overall = torch.stack([a.overall() for a in self.acts]).cpu().tolist() if self.acts else []
         acts = tuple(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pytest_modelviz.errors import capped
 from pytest_modelviz.train import diagnosis
 from pytest_modelviz.train.diagnosis import HealthLog
 from pytest_modelviz.train.options import CheckReporter
@@ -310,9 +311,8 @@ class TrainResult:
     def _fail(self, findings: list[diagnosis.Finding], what: str, hint: str) -> None:
         __tracebackhide__ = hide_for_failures
         if findings:
-            lines = "\n".join(f"  {f.message}" for f in findings[:_SHOWN])
-            more = f"\n  ... and {len(findings) - _SHOWN} more" if len(findings) > _SHOWN else ""
-            raise AssertionError(f"{self.name}: {what}:\n{lines}{more}\n{hint}")
+            lines = "\n".join(f"  {line}" for line in capped([f.message for f in findings], _SHOWN))
+            raise AssertionError(f"{self.name}: {what}:\n{lines}\n{hint}")
 
     @_check
     def assert_gradients_healthy(
@@ -432,9 +432,7 @@ class LossReached:
 
 
 def listed_names(names: Any) -> str:
-    names = list(names)
-    shown = ", ".join(names[:_SHOWN])
-    return shown + (f", ... and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
+    return ", ".join(capped([str(n) for n in names], _SHOWN))
 
 
 def _modules(params: list[str]) -> list[str]:

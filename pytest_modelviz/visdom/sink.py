@@ -36,10 +36,12 @@ def window_id(kind: str, tag: str) -> str:
 
 def line_window(tag: str) -> tuple[str, str | None]:
     """The window a scalar tag is drawn in, and its line's name there: ``a/b`` has a window of its
-    own; ``a/b/c`` (per-layer scalars such as ``health/grad_norm/fc1``) is line ``c`` of window
-    ``a/b``, so a model's layers share one window per metric instead of one window each."""
+    own; ``health/b/c`` (per-layer scalars such as ``health/grad_norm/fc1``) is line ``c`` of window
+    ``health/b``, so a model's layers share one window per metric instead of one window each."""
     parts = tag.split("/")
-    if len(parts) < 3:
+    # Only per-layer health tags: other three-part tags (``train/loss/rank1``) sit beside a
+    # two-part tag of the same window name (``train/loss``), whose own line has no name.
+    if len(parts) < 3 or parts[0] != "health":
         return tag, None
     return "/".join(parts[:2]), "/".join(parts[2:])
 

@@ -345,7 +345,7 @@ class HealthRow:
     kind: str = ""
     grad_norm: float | None = None  # median over the steps run
     update_ratio: float | None = None  # median over the sampled steps
-    dead_fraction: float | None = None  # units dead (saturated) on every sample of the run
+    dead_fraction: float | None = None  # units dead (saturated) on every sample of the sampled steps
     problem: str = ""  # what the checks flag ("" when healthy)
 
     def to_json(self) -> dict[str, Any]:

@@ -40,9 +40,9 @@ class ActivationLog:
     units: int  # units per sample: features of a (batch, features) or (batch, seq, features) output,
     #             channels of a (batch, channels, ...) one
     inactive: int  # units never active on any sample of the run
-    first_step: int  # the steps the masks cover
+    first_step: int  # the first and last sampled steps, whose batches the masks cover
     last_step: int
-    windows: tuple[float, ...] = ()  # fraction inactive over the steps since the previous sample
+    windows: tuple[float, ...] = ()  # fraction inactive on each sampled step's batches
 
     @property
     def saturating(self) -> bool:
@@ -273,9 +273,10 @@ def dead_findings(log: HealthLog, *, max_fraction: float = MAX_DEAD) -> list[Fin
     for act in log.activations:
         if act.units and act.fraction > max_fraction:
             what = "saturated" if act.saturating else "dead"
+            steps = _steps(log.samples or (act.last_step,))
             out.append(Finding("dead_units", act.module, act.last_step, (
                 f"module {act.module} ({act.kind}): {act.inactive} of {act.units} units ({act.fraction:.0%}) "
-                f"{what} on every sample of steps {act.first_step}-{act.last_step}, "
+                f"{what} on every sample of the sampled steps' batches (steps {steps}), "
                 f"above max_fraction={max_fraction:g}")))
     return out
 
@@ -294,12 +295,13 @@ def update_findings(
         known = [(log.samples[i], r) for i, r in enumerate(ratios) if r is not None]
         if not known:
             continue
+        steps = _steps([s for s, _ in known])
         if layer in frozen:
             if allow_frozen_in_optimizer:
                 continue
             out.append(Finding("update_ratio", layer, known[0][0], (
                 f"layer {layer}: does not learn: update ratio {known[-1][1]:.3g} at every sampled step "
-                f"(steps {_steps(known)}): {', '.join(frozen[layer])} are frozen (requires_grad=False) but in "
+                f"(steps {steps}): {', '.join(frozen[layer])} are frozen (requires_grad=False) but in "
                 "the optimizer. Unfreeze the layer (requires_grad_(True)) if it should learn, or leave it out "
                 "of the optimizer (allow_frozen_in_optimizer=True if that is intended)")))
             continue
@@ -314,12 +316,12 @@ def update_findings(
                    else "is its learning rate 0 or tiny, or its gradient vanishing?")
             out.append(Finding("update_ratio", layer, s, (
                 f"layer {layer}: does not learn: update ratio at most {r:.3g} (step {s}) at every sampled step "
-                f"(steps {_steps(known)}), below low={low:g}; the usual ratio is about 1e-3: {why}")))
+                f"(steps {steps}), below low={low:g}; the usual ratio is about 1e-3: {why}")))
     return out
 
 
-def _steps(known: Sequence[tuple[int, float]]) -> str:
-    steps = [str(s) for s, _ in known]
+def _steps(sampled: Sequence[int]) -> str:
+    steps = [str(s) for s in sampled]
     return ", ".join(steps) if len(steps) <= 6 else ", ".join(steps[:3]) + ", ..., " + steps[-1]
 
 

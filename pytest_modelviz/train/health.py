@@ -3,12 +3,15 @@
 Nothing here asks the host for a value during the run: the loop's one transfer per step stays
 the only one, and everything below is copied to the host once, when training ends.
 
-- Activations: a forward hook on every ReLU, ReLU6, Sigmoid, Tanh, Hardsigmoid and Hardtanh
-  module keeps, per unit, whether it was ever in its working range (ReLU: output > 0; ReLU6 and
-  Hardtanh: strictly between their limits; Sigmoid: in [0.001, 0.999]; Tanh: |output| <= 0.999)
-  over the batches seen. One reduction of the output per forward (``amax``/``amin`` over the batch),
-  or-ed into a mask of one value per unit. LeakyReLU, ELU, GELU, SiLU are not watched: their
-  gradient is never zero, so their units cannot die.
+- Activations: at the sampled steps (every ``log_every`` steps from 0, and the last), a forward
+  hook on every ReLU, ReLU6, Sigmoid, Tanh, Hardsigmoid and Hardtanh module keeps, per unit,
+  whether it was in its working range (ReLU: output > 0; ReLU6 and Hardtanh: strictly between
+  their limits; Sigmoid: in [0.001, 0.999]; Tanh: |output| <= 0.999) on any sample of that step's
+  batches: one reduction of the output (``amax``/``amin`` over the batch), or-ed into a mask of
+  one value per unit. Watching every step doubled the cost of every activation (a reduction as
+  dear as the activation itself), for the same verdict: a dead unit is dead on every batch. The
+  hooks are not installed on the other steps, so those run at the model's own speed. LeakyReLU,
+  ELU, GELU, SiLU are not watched: their gradient is never zero, so their units cannot die.
 - Parameter and update norms: at sampled steps (every ``log_every`` steps from 0, and the last)
   the parameters are copied before the optimizer step and the norm of the difference taken after
   it. A copy of the parameters every step would cost more than the goal allows; the sampled
@@ -70,28 +73,37 @@ class HealthMonitor:
 
     @contextlib.contextmanager
     def watching(self) -> Iterator[None]:
-        """Activation hooks installed while training runs, removed whatever happens."""
-        if not self.enabled:
-            yield
-            return
-        self._place_static(None)
-        if not self.watch:
-            self._handles = [a.module.register_forward_hook(a.hook) for a in self.acts]
+        """Around the whole run: the devices of parameters and buffers at the start; any hook a
+        failed step left installed is removed whatever happens."""
+        if self.enabled:
+            self._place_static(None)
         try:
             yield
         finally:
-            for handle in self._handles:
-                handle.remove()
-            self._handles = []
+            self._unhook()
 
     @contextlib.contextmanager
-    def placement(self, step: int) -> Iterator[None]:
-        """At step 0, the devices of the model's inputs and of every tensor made in forward and loss."""
-        if step != 0 or self.watch or not self.enabled:
+    def forward(self, step: int) -> Iterator[None]:
+        """Around one step's forward, loss and backward: at a sampled step, the activation hooks;
+        at step 0, the devices of the model's inputs and of every tensor made in forward and loss."""
+        if not self.enabled or self.watch:
             yield
             return
-        with _TensorWatch(self.bare, self.device, step, self.misplaced):
-            yield
+        if self.acts and self._sampled(step):
+            self._handles = [a.module.register_forward_hook(a.hook) for a in self.acts]
+        try:
+            if step == 0:
+                with _TensorWatch(self.bare, self.device, step, self.misplaced):
+                    yield
+            else:
+                yield
+        finally:
+            self._unhook()
+
+    def _unhook(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
     def before_update(self, step: int) -> None:
         if not self.enabled or not self._sampled(step):

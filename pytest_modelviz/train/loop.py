@@ -262,7 +262,7 @@ class _Run:
             if self.probe is not None:
                 self.probe.keep(batches[0])
         self.opt.zero_grad(set_to_none=True)
-        with self.health.placement(step):
+        with self.health.forward(step):
             loss, output, out_ok = accumulated_backward(
                 self.model, batches, self.loss, self.device, self.autocast, self.scaler, step
             )

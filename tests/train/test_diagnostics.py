@@ -45,9 +45,28 @@ def test_a_relu_behind_a_large_negative_bias_is_dead() -> None:
     with pytest.raises(AssertionError) as info:
         result.assert_no_dead_units()
     message = str(info.value)
-    assert "module relu2 (ReLU): 16 of 16 units (100%) dead on every sample of steps 0-11" in message
+    assert ("module relu2 (ReLU): 16 of 16 units (100%) dead on every sample of the sampled steps' batches "
+            "(steps 0, 10, 11)") in message
     assert "relu1" not in message
     result.assert_no_dead_units(max_fraction=1.0)  # the threshold is the caller's
+
+
+@pytest.mark.parametrize(("log_every", "watched"), [(10, [0, 10, 11]), (4, [0, 4, 8, 11]), (1, list(range(12)))])
+def test_activations_are_watched_at_the_sampled_steps_only(log_every: int, watched: list[int]) -> None:
+    # The other steps run the model bare: a reduction of every activation at every step would cost
+    # as much as the activations themselves.
+    model = named(("fc1", nn.Linear(4, 16)), ("relu1", nn.ReLU()), ("out", nn.Linear(16, 2)))
+    hooked: list[bool] = []
+
+    def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        hooked.append(bool(model.relu1._forward_hooks))
+        return ce(output, target)
+
+    result = short_train(model, blobs(), loss_fn=loss_fn, optimizer=sgd, steps=12, log_every=log_every,
+                         device="cpu")
+    assert [step for step, on in enumerate(hooked) if on] == watched
+    assert result.health is not None and list(result.health.samples) == watched
+    assert not model.relu1._forward_hooks  # nothing left behind
 
 
 def test_dead_convolution_channels_are_counted_per_channel() -> None:
@@ -384,7 +403,8 @@ def test_users_see_the_dead_module_in_the_failure_the_report_and_tensorboard(pyt
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
         "*AssertionError: Sequential: dead or saturated units:",
-        "*module act<i> (ReLU): 8 of 8 units (100%) dead on every sample of steps 0-11, above max_fraction=0.5",
+        "*module act<i> (ReLU): 8 of 8 units (100%) dead on every sample of the sampled steps' batches "
+        "(steps 0, 10, 11), above max_fraction=0.5",
     ])
     run_dir = run_dir_of(pytester)
     dead = folder_of(run_dir, "test_dead")

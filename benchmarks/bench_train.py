@@ -19,7 +19,9 @@ model and batches, in alternating order. A test's time is its whole protocol (se
 teardown and the plugin's report hooks), taken by a ``pytest_runtest_protocol`` wrapper; its
 ratio is over the hand-written loop's test in the same round. The first round warms up (lazy
 imports) and is printed apart. The machine may be shared: it prints the median ratio, its spread
-and the ratio of the fastest runs ("best/best": other load only ever adds time).
+and the ratio of the fastest runs ("best/best": other load only ever adds time), and the
+median of each ``short_train`` run over the hand-written runs either side of it, which cancels
+the slow drift of a shared machine's speed.
 
 Before measuring, each process asks glibc to keep freed memory (see ``keep_freed_memory``), for
 both loops alike: otherwise page faults that vary from run to run swamp a few percent.
@@ -225,6 +227,24 @@ def report(mode: str, rows: list[dict[str, Any]], workloads: list[str]) -> None:
             print(f"    {clock:<4} {statistics.median(ratios):.2f}x median (goal <= {GOALS[mode]:.2f}x); "
                   f"{spread(ratios)}; best/best {min(ours) / min(plain):.2f}x; "
                   f"hand-written {1000 * statistics.median(plain) / steps:.1f} ms/step, {extra:+.2f} ms/step")
+        bracketed = bracketed_ratios([r for r in mine if r["round"]])  # without the warm-up round
+        print(f"    cpu  {statistics.median(bracketed):.2f}x median over the hand-written runs either side "
+              f"(goal <= {GOALS[mode]:.2f}x); {spread(bracketed)}")
+
+
+def bracketed_ratios(rows: list[dict[str, Any]]) -> list[float]:
+    """Each ``short_train`` run's CPU time over the geometric mean of the hand-written runs just
+    before and just after it (in the order they ran): this machine's speed drifts by 10-20% over
+    seconds, and bracketing cancels a drift that is linear over the three runs."""
+    out = []
+    for i, row in enumerate(rows):
+        if row["variant"] != "short_train":
+            continue
+        before = next((r["cpu"] for r in reversed(rows[:i]) if r["variant"] == "plain"), None)
+        after = next((r["cpu"] for r in rows[i + 1:] if r["variant"] == "plain"), None)
+        sides = [t for t in (before, after) if t is not None]
+        out.append(row["cpu"] / statistics.geometric_mean(sides))
+    return out
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +78,40 @@ def test_capture_restores_batchnorm_statistics_rng_and_train_mode() -> None:
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert g.node("classifier.2").target == "torch.nn.Dropout"
     assert torch.is_grad_enabled()
+
+
+class _SeesCollector(nn.Module):
+    """Notes whether the garbage collector runs during its forward; raises on request."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+        self.fail = fail
+        self.seen: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(gc.isenabled())
+        if self.fail:
+            raise RuntimeError("boom")
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_garbage_collector_is_paused_for_forward_and_left_as_found(enabled: bool) -> None:
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        model = _SeesCollector()
+        capture(model, torch.randn(1, 3))
+        assert model.seen == [False]
+        assert gc.isenabled() is enabled
+        failing = _SeesCollector(fail=True)
+        with pytest.raises(CaptureError, match="boom"):
+            capture(failing, torch.randn(1, 3))
+        assert failing.seen == [False]
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
 
 
 def test_dict_inputs_keyword_inputs_and_dict_outputs() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from pytest_modelviz import gpu, junit
 from pytest_modelviz.artifacts import ArtifactDir
-from pytest_modelviz.reporting import RunReporter, warn
+from pytest_modelviz.reporting import RunReporter, WorkerPictures, warn
 from pytest_modelviz.session import SESSION_KEY, WORKER_RUN_DIR, ModelvizSession, get_session
 from pytest_modelviz.settings import add_options, load_settings
 
@@ -53,6 +53,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     if session.run_dir is not None:
         config.pluginmanager.register(RunReporter(config, session), "modelviz-reporter")
+        if session.is_worker:
+            config.pluginmanager.register(WorkerPictures(config, session), "modelviz-worker-pictures")
         path = junit.xml_path(config)
         from pytest_modelviz.ci_output import PLUGIN_NAME, CiOutput
 

@@ -23,6 +23,39 @@ from pytest_modelviz.session import ModelvizSession
 _SHOWN_NOT_WRITTEN = 8  # files named in the warning; the rest are counted
 
 
+WORKER_PICTURES_FAILED = "modelviz_pictures_failed"  # key in xdist's workeroutput
+
+
+class WorkerPictures:
+    """On an xdist worker: draw the pictures of the tests this worker ran once it has no more
+    tests. The workers then draw in parallel, a worker while the others still test, where the
+    controller alone would draw them all one after the other once every worker is done (seconds
+    of matplotlib and hiddenlayer per run). What a worker could not draw or record stays in its
+    test's queue, and the controller draws what is still pending and names every failure."""
+
+    def __init__(self, config: pytest.Config, session: ModelvizSession) -> None:
+        self.config = config
+        self.session = session
+        self.test_dirs: dict[Path, None] = {}  # ordered, each once
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        test_dir = self.session.test_dir(nodeid)
+        if test_dir is not None:
+            self.test_dirs[test_dir] = None
+
+    # xdist hands the worker's output to the controller after every pytest_sessionfinish.
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if int(exitstatus) == pytest.ExitCode.INTERRUPTED:
+            return  # after Ctrl-C the session stops now; the report names what was not drawn
+        from pytest_modelviz.render.pending import draw_pending
+
+        try:
+            draw_pending([d for d in self.test_dirs if d.is_dir()])
+        except Exception as exc:  # noqa: BLE001 - the controller draws what is left, and warns with this
+            output = getattr(self.config, "workeroutput", {})
+            output[WORKER_PICTURES_FAILED] = f"drawing the pictures on a worker failed: {type(exc).__name__}: {exc}"
+
+
 class RunReporter:
     def __init__(self, config: pytest.Config, session: ModelvizSession) -> None:
         self.config = config
@@ -138,9 +171,17 @@ class RunReporter:
         self.final = outcomes = replace(outcomes, not_written=tuple(mv.not_written))
         self.report_path = self._write("report.html", lambda: write_report(run_dir, outcomes=outcomes, folders=folders))
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """xdist controller: a worker is done; what went wrong drawing its pictures."""
+        problem = getattr(node, "workeroutput", {}).get(WORKER_PICTURES_FAILED)
+        if problem:
+            self.pictures_failed.append(str(problem))
+
     def _draw_pictures(self, run_dir: Path) -> None:
-        """Draw the pictures every test queued, once, here on the controller; those that cannot be
-        drawn are named in the report (per test) and after the summary."""
+        """Draw the pictures still pending (every one without xdist), once, here on the
+        controller; those that could not be drawn, here or by a worker, are named in the report
+        (per test) and after the summary."""
         from pytest_modelviz.render.pending import draw_pending
 
         try:

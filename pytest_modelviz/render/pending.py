@@ -1,10 +1,11 @@
-"""Pictures drawn when the run ends, not in the test: what to draw is queued, drawn once, by the
-controller, at session end.
+"""Pictures drawn when the run ends, not in the test: what to draw is queued, drawn once, at
+session end: by each xdist worker for the tests it ran, when it has no more tests, and by the
+controller for whatever is still pending then (everything, without xdist).
 
 Graphviz layouts, hiddenlayer's transforms and matplotlib figures cost seconds, and a test's result
 never depends on them. So a test writes what the picture is drawn from (a DOT file, the
 architecture text, the statistics JSON) and queues a ``Picture`` in its folder's
-``pictures.jsonl``; ``draw_pending`` draws every queued picture of the run folder (Graphviz
+``pictures.jsonl``; ``draw_pending`` draws every queued picture of the folders given (Graphviz
 subprocesses in parallel, the Python-drawn ones meanwhile) and writes each picture's outcome back
 into the same file, which the report reads: a picture that could not be drawn is named there with
 the reason, and one never drawn (the session was killed) says so.
@@ -107,7 +108,8 @@ def read_pictures(test_dir: Path) -> list[Picture]:
 
 @dataclass(frozen=True)
 class Drawn:
-    """What ``draw_pending`` did: pictures that could not be drawn, queue files it could not rewrite."""
+    """What ``draw_pending`` found: the folders' pictures that could not be drawn (by it, or earlier
+    by a worker), and the queue files it could not rewrite."""
 
     failed: tuple[tuple[Path, Picture], ...] = ()
     not_written: tuple[str, ...] = ()
@@ -124,8 +126,8 @@ def draw_pending(test_dirs: list[Path], *, workers: int | None = None) -> Drawn:
     """
     queues = {d: read_pictures(d) for d in test_dirs}
     todo = [(d, i) for d, pictures in queues.items() for i, p in enumerate(pictures) if p.state == "pending"]
-    if not todo:
-        return Drawn()
+    if not todo:  # all drawn already (by the xdist workers): the failures are still the run's
+        return Drawn(_failed(queues))
     made_here = {(d, p.output) for d, i in todo if (p := queues[d][i]).kind != "graphviz"}
     renderer_or_error = _renderer()
 
@@ -168,8 +170,11 @@ def draw_pending(test_dirs: list[Path], *, workers: int | None = None) -> Drawn:
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     not_written = [problem for d, pictures in queues.items() if (problem := _rewrite(d, pictures))]
-    failed = [(d, p) for d, pictures in queues.items() for p in pictures if p.state == "failed"]
-    return Drawn(tuple(failed), tuple(not_written))
+    return Drawn(_failed(queues), tuple(not_written))
+
+
+def _failed(queues: dict[Path, list[Picture]]) -> tuple[tuple[Path, Picture], ...]:
+    return tuple((d, p) for d, pictures in queues.items() for p in pictures if p.state == "failed")
 
 
 def _rewrite(test_dir: Path, pictures: list[Picture]) -> str | None:

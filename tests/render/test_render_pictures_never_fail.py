@@ -203,8 +203,9 @@ def test_histograms(graph_snapshot, modelviz_artifacts):
 """
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_pictures_drawn_at_the_end_of_the_run_that_fail_are_named_and_cost_no_test(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: list[str]) -> None:
     broken = pytester.path / "bin" / "dot"
     broken.parent.mkdir()
     broken.write_text(BROKEN_DOT, encoding="utf-8")
@@ -212,7 +213,7 @@ def test_pictures_drawn_at_the_end_of_the_run_that_fail_are_named_and_cost_no_te
     monkeypatch.setenv("MODELVIZ_GRAPHVIZ", str(broken))
     pytester.makepyfile(test_user=GRAPH_AND_HISTOGRAMS)
     result = pytester.runpytest_subprocess("--modelviz", "--snapshot-update", "-p", "no:cacheprovider",
-                                           "-W", "error::pytest_modelviz.errors.RenderWarning")
+                                           "-W", "error::pytest_modelviz.errors.RenderWarning", *workers)
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([
         "modelviz: 6 picture(s) could not be drawn (the report says which and why; test results are not affected): *",

@@ -90,8 +90,20 @@ exec "{pure}" "$@"
 """
 
 
-def test_under_xdist_the_controller_draws_every_picture_once(pytester: pytest.Pytester,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+# Each process notes whether it is the controller or a worker, and its pid.
+PROCESS_LOG_CONFTEST = """
+import os
+
+
+def pytest_configure(config):
+    role = "worker" if hasattr(config, "workerinput") else "controller"
+    with open({log!r}, "a") as fh:
+        fh.write(f"{{role}} {{os.getpid()}}\\n")
+"""
+
+
+def test_under_xdist_each_picture_is_drawn_once_by_the_worker_that_ran_its_test(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("xdist")
     log = pytester.path / "renders.log"
     renderer = pytester.path / "bin" / "dot"
@@ -99,6 +111,8 @@ def test_under_xdist_the_controller_draws_every_picture_once(pytester: pytest.Py
     renderer.write_text(LOGGING_RENDERER.format(log=log, pure=PURE), encoding="utf-8")
     renderer.chmod(0o755)
     monkeypatch.setenv(gv.ENV_VAR, str(renderer))
+    processes = pytester.path / "processes.log"
+    pytester.makeconftest(PROCESS_LOG_CONFTEST.format(log=str(processes)))
     pytester.makepyfile(test_user=XDIST_TESTS)
     result = pytester.runpytest_subprocess("--modelviz", "--snapshot-update", "-p", "no:cacheprovider",
                                            "-n", "2")
@@ -106,7 +120,9 @@ def test_under_xdist_the_controller_draws_every_picture_once(pytester: pytest.Py
     lines = log.read_text().splitlines()
     outputs = [line.split()[3] for line in lines]  # "<ppid> -T<fmt> -o <out> <dot>"
     assert len(outputs) == len(set(outputs)) == 4 * 5, "each picture drawn exactly once"
-    assert len({line.split()[0] for line in lines}) == 1, "all drawn by one process, the controller"
+    roles = dict(reversed(line.split()) for line in processes.read_text().splitlines())
+    assert sorted(roles.values()) == ["controller", "worker", "worker"]
+    assert {roles[line.split()[0]] for line in lines} == {"worker"}, "drawn by the workers, not the controller"
     run = run_dir_of(pytester)
     for folder in (p for p in run.iterdir() if p.is_dir()):
         states = [json.loads(line)["state"] for line in (folder / "pictures.jsonl").read_text().splitlines()]

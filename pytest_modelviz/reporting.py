@@ -30,7 +30,7 @@ class WorkerPictures:
     """On an xdist worker: draw the pictures of the tests this worker ran once it has no more
     tests. The workers then draw in parallel, a worker while the others still test, where the
     controller alone would draw them all one after the other once every worker is done (seconds
-    of matplotlib and hiddenlayer per run). What a worker could not draw or record stays in its
+    of hiddenlayer and Graphviz per run). What a worker could not draw or record stays in its
     test's queue, and the controller draws what is still pending and names every failure."""
 
     def __init__(self, config: pytest.Config, session: ModelvizSession) -> None:

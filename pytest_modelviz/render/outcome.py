@@ -11,21 +11,9 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pytest_modelviz.errors import RenderError, RenderSkipped, RenderWarning, missing_extra
-
-if TYPE_CHECKING:
-    from matplotlib.typing import RcKeyType
-
-# matplotlib rcParams for every figure of ours: names (runs, metrics, layers) are drawn as written,
-# neither as mathtext (which raises on "$\notacommand$") nor through TeX, whatever the user's
-# rcParams; axis offsets are plain text too, since mathtext is off.
-LITERAL_TEXT: dict[RcKeyType, bool] = {
-    "text.parse_math": False,
-    "text.usetex": False,
-    "axes.formatter.use_mathtext": False,
-}
 
 
 @dataclass

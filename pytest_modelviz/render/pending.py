@@ -2,7 +2,7 @@
 session end: by each xdist worker for the tests it ran, when it has no more tests, and by the
 controller for whatever is still pending then (everything, without xdist).
 
-Graphviz layouts, hiddenlayer's transforms and matplotlib figures cost seconds, and a test's result
+Graphviz layouts and hiddenlayer's transforms (and its import) cost seconds, and a test's result
 never depends on them. So a test writes what the picture is drawn from (a DOT file, the
 architecture text, the statistics JSON) and queues a ``Picture`` in its folder's
 ``pictures.jsonl``; ``draw_pending`` draws every queued picture of the folders given (Graphviz
@@ -120,7 +120,7 @@ def draw_pending(test_dirs: list[Path], *, workers: int | None = None) -> Drawn:
 
     Each test folder's ``pictures.jsonl`` is rewritten with the outcomes (one that cannot be is
     named in ``not_written``: its pictures are on disk, their outcomes are not). Graphviz renders run as
-    subprocesses on a thread pool; hiddenlayer and matplotlib pictures run in this thread meanwhile,
+    subprocesses on a thread pool; hiddenlayer and histogram pictures run in this thread meanwhile,
     and the Graphviz renders of the DOT files they make follow them. A Ctrl-C stops the drawing:
     what was not drawn stays ``pending`` and the report says so.
     """

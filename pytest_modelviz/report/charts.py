@@ -1,7 +1,9 @@
-"""Small inline SVG line charts for the report, drawn from the numbers in the records.
+"""Small SVG charts drawn from the numbers in the records: line charts for the report and the
+training curves, small-multiple histograms for parameter snapshots.
 
-Pure Python so the report needs no plotting library and stays readable without images. Every
-label is escaped here: series names come from users (metric names).
+Pure Python so the report needs no plotting library and stays readable without images, and a
+picture costs milliseconds (matplotlib took seconds for one grid of histograms). Every label is
+escaped here: series names and tensor names come from users.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ svg.chart .legend { fill: #374151; }
 svg.chart .grid { stroke: #eef0f3; } svg.chart .axis { stroke: #9ca3af; }
 svg.chart .nonfinite line { stroke: #dc2626; stroke-dasharray: 3 3; stroke-width: 1.5; }
 svg.chart .chart-empty { fill: #9ca3af; font-size: 13px; }
+svg.chart .panel-title { font-size: 11px; fill: #374151; }
+svg.chart .stat { font-size: 10px; fill: #6b7280; }
+svg.chart .bar { fill: #4c72b0; } svg.chart .stored { fill: none; stroke: #dd8452; stroke-width: 1.5; }
 """
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777")
@@ -219,3 +224,89 @@ def _polyline(points: list[str], color: str) -> str:
 
 def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "\u2026"
+
+
+# ---------------------------------------------------------------- histograms, small multiples
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """One panel: a tensor's histogram over [lo, hi], and optionally the stored one to outline."""
+
+    title: str
+    counts: tuple[float, ...]  # per equal-width bin (fractions or counts; drawn to the panel's max)
+    lo: float
+    hi: float
+    notes: tuple[str, ...] = ()  # short lines in the panel's corner ("mean 0.01")
+    outline: tuple[float, ...] | None = None  # drawn as a step line over the bars
+
+
+PANEL_W, PANEL_H, COLUMNS = 240, 150, 4
+_P_LEFT, _P_RIGHT, _P_TOP, _P_BOTTOM = 10, 10, 22, 20
+
+
+def histogram_grid(panels: Sequence[Histogram], *, title: str) -> str:
+    """An ``<svg>`` element with one panel per histogram, ``COLUMNS`` to a row, under ``title``."""
+    body, width, height = _grid(panels, title)
+    return _svg_open(width, height, title) + body + "</svg>"
+
+
+def histogram_document(panels: Sequence[Histogram], *, title: str) -> str:
+    """``histogram_grid`` as a standalone SVG file, styled on its own."""
+    body, width, height = _grid(panels, title)
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n' + _svg_open(width, height, title)
+        + f'<title>{escape(title)}</title><style>{CHART_CSS}</style><rect width="100%" height="100%" fill="#fff"/>'
+        + body + "</svg>\n"
+    )
+
+
+def _svg_open(width: int, height: int, title: str) -> str:
+    return (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+            f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}">')
+
+
+def _grid(panels: Sequence[Histogram], title: str) -> tuple[str, int, int]:
+    cols = max(1, min(COLUMNS, len(panels)))
+    rows = math.ceil(len(panels) / cols)
+    width, height = cols * PANEL_W, 30 + rows * PANEL_H
+    parts = [f'<text class="chart-title" x="{_P_LEFT}" y="19">{escape(title)}</text>']
+    for i, panel in enumerate(panels):
+        x, y = (i % cols) * PANEL_W, 30 + (i // cols) * PANEL_H
+        parts.append(f'<g transform="translate({x} {y})">{_panel(panel)}</g>')
+    return "".join(parts), width, height
+
+
+def _panel(h: Histogram) -> str:
+    pw, ph = PANEL_W - _P_LEFT - _P_RIGHT, PANEL_H - _P_TOP - _P_BOTTOM
+    base = _P_TOP + ph
+    values = [c for c in (*h.counts, *(h.outline or ())) if math.isfinite(c) and c > 0]
+    top = max(values, default=1.0)
+    n = len(h.counts)
+    parts = [f'<text class="panel-title" x="{_P_LEFT}" y="14">{escape(_clip(h.title, 38))}</text>',
+             f'<line class="axis" x1="{_P_LEFT}" x2="{_P_LEFT + pw}" y1="{base}" y2="{base}"/>']
+    if n:
+        bw = pw / n
+        for j, c in enumerate(h.counts):
+            if math.isfinite(c) and c > 0:
+                bh = ph * c / top
+                parts.append(f'<rect class="bar" x="{_P_LEFT + j * bw:.1f}" y="{base - bh:.1f}" '
+                             f'width="{bw:.2f}" height="{bh:.1f}"/>')
+    if h.outline is not None and len(h.outline) == n and n:
+        bw = pw / n
+        points = []
+        for j, c in enumerate(h.outline):
+            yv = base - ph * (c / top if math.isfinite(c) and c > 0 else 0.0)
+            points += [f"{_P_LEFT + j * bw:.1f},{yv:.1f}", f"{_P_LEFT + (j + 1) * bw:.1f},{yv:.1f}"]
+        parts.append(f'<polyline class="stored" points="{" ".join(points)}"/>')
+    parts.append(f'<text class="tick" x="{_P_LEFT}" y="{base + 14}">{escape(_number(h.lo))}</text>')
+    parts.append(f'<text class="tick" x="{_P_LEFT + pw}" y="{base + 14}" text-anchor="end">'
+                 f"{escape(_number(h.hi))}</text>")
+    for k, note in enumerate(h.notes):
+        parts.append(f'<text class="stat" x="{_P_LEFT + pw}" y="{_P_TOP + 10 + 12 * k}" text-anchor="end">'
+                     f"{escape(note)}</text>")
+    return "".join(parts)
+
+
+def _number(value: float) -> str:
+    return format_number(value) if math.isfinite(value) else str(value)

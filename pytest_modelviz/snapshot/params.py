@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pytest_modelviz.errors import SnapshotFormatError
 from pytest_modelviz.params.stats import ParamStats, Tolerance, ToleranceSpec, compare_stats, compute_stats
 from pytest_modelviz.records import ParamsRecord
-from pytest_modelviz.render.outcome import LITERAL_TEXT, RenderOutcome
+from pytest_modelviz.render.outcome import RenderOutcome
 from pytest_modelviz.snapshot.extension import check_snapshot, display_path
 from pytest_modelviz.snapshot.files import PARAMS_EXTENSION
 from pytest_modelviz.snapshot.labels import snapshot_label
@@ -171,20 +171,15 @@ def _json_safe(value: Any) -> Any:
 
 
 def _queue_histograms(artifacts: ArtifactDir, stats_path: Path, path: Path, subject: str) -> Path | None:
-    """Queue the histogram picture, drawn from the statistics JSON when the run ends (matplotlib
-    costs seconds a test need not wait for); None, with a warning, without matplotlib."""
-    import importlib.util
-
+    """Queue the histogram picture, drawn from the statistics JSON when the run ends, with the
+    other pictures; None when the queue could not be written."""
     from pytest_modelviz.render.pending import Picture, queue
 
-    if importlib.util.find_spec("matplotlib") is None:
-        _warn_no_matplotlib()
-        return None
     picture = Picture("histograms", subject, artifacts.relative(stats_path), artifacts.relative(path))
     return path if queue(artifacts, [picture]) else None
 
 
-def plot_histograms_file(stats_path: Path, path: Path) -> Path | None:
+def plot_histograms_file(stats_path: Path, path: Path) -> Path:
     """The histogram picture of a ``stats.json`` written by ``_write_artifacts``."""
     data = json.loads(stats_path.read_text(encoding="utf-8"))
     stored = data.get("stored")
@@ -192,61 +187,25 @@ def plot_histograms_file(stats_path: Path, path: Path) -> Path | None:
                             None if stored is None else ParamStats.from_dict(stored), path)
 
 
-def _warn_no_matplotlib() -> None:
-    import warnings
-
-    warnings.warn(
-        "pytest-modelviz: matplotlib is not installed, so parameter histograms are not drawn "
-        "(pip install 'pytest-modelviz[render]')",
-        stacklevel=4,
-    )
-
-
-def _plot_histograms(actual: ParamStats, stored: ParamStats | None, path: Path) -> Path | None:
+def _plot_histograms(actual: ParamStats, stored: ParamStats | None, path: Path) -> Path:
     """Small multiples of each tensor's histogram, the stored one outlined; a reproducible SVG."""
-    try:
-        import matplotlib
-        from matplotlib.figure import Figure
-    except ImportError:
-        _warn_no_matplotlib()
-        return None
-    tensors = actual.tensors[:PLOT_LIMIT]
-    cols = min(4, len(tensors))
-    rows = math.ceil(len(tensors) / cols)
+    from pytest_modelviz.artifacts import write_atomic
+    from pytest_modelviz.report.charts import Histogram, histogram_document
+
     comparable = stored is not None and stored.bins == actual.bins
-    width, height = 3 * cols, 2.1 * rows + 0.4
-    with matplotlib.rc_context({"svg.hashsalt": "pytest-modelviz", "font.size": 7, **LITERAL_TEXT}):
-        # Fixed margins (in inches) instead of a layout engine: "constrained" solves the layout
-        # with an extra draw and more than doubles the time of this picture.
-        fig = Figure(figsize=(width, height))
-        fig.subplots_adjust(left=0.45 / width, right=1 - 0.15 / width, bottom=0.3 / height, top=1 - 0.55 / height,
-                            wspace=0.3, hspace=0.6)
-        axes = fig.subplots(rows, cols, squeeze=False)
-        for ax, t in zip(axes.flat, tensors, strict=False):  # a full grid: more axes than tensors
-            _draw_one(ax, t, stored.get(t.name) if comparable and stored is not None else None)
-        for ax in list(axes.flat)[len(tensors):]:
-            ax.set_axis_off()
-        title = f"{actual.model}: parameter histograms over [min, max]"
-        if comparable:
-            title += "; bars: actual, outline: stored"
-        if len(actual.tensors) > PLOT_LIMIT:
-            title += f" (first {PLOT_LIMIT} of {len(actual.tensors)} tensors)"
-        fig.suptitle(title)
-        fig.savefig(path, format="svg", metadata={"Date": None})
+    panels = []
+    for t in actual.tensors[:PLOT_LIMIT]:
+        old = stored.get(t.name) if comparable and stored is not None else None
+        name = t.name if len(t.name) <= 30 else "..." + t.name[-27:]
+        panels.append(Histogram(
+            title=f"{name} [{', '.join(str(d) for d in t.shape)}]", counts=tuple(t.hist), lo=t.min, hi=t.max,
+            notes=(f"mean {t.mean:.3g}", f"std {t.std:.3g}"),
+            outline=tuple(old.hist) if old is not None and len(old.hist) == len(t.hist) else None,
+        ))
+    title = f"{actual.model}: parameter histograms over [min, max]"
+    if comparable:
+        title += "; bars: actual, outline: stored"
+    if len(actual.tensors) > PLOT_LIMIT:
+        title += f" (first {PLOT_LIMIT} of {len(actual.tensors)} tensors)"
+    write_atomic(path, histogram_document(panels, title=title))
     return path
-
-
-def _draw_one(ax: Any, t: Any, stored: Any) -> None:
-    bins = len(t.hist)
-    centers = [i + 0.5 for i in range(bins)]
-    ax.bar(centers, t.hist, width=1.0, color="#4c72b0", label="actual")
-    if stored is not None and len(stored.hist) == bins:
-        ax.step(range(bins + 1), [*stored.hist, stored.hist[-1]], where="post", color="#dd8452",
-                linewidth=1.0, label="stored")  # fmt: skip
-    name = t.name if len(t.name) <= 40 else "..." + t.name[-37:]
-    ax.set_title(f"{name} [{', '.join(str(d) for d in t.shape)}]", fontsize=7)
-    ax.set_xlim(0, bins)
-    ax.set_xticks([0, bins], [f"{t.min:.3g}", f"{t.max:.3g}"])
-    ax.tick_params(labelsize=6)
-    ax.text(0.98, 0.95, f"mean {t.mean:.3g}\nstd {t.std:.3g}", transform=ax.transAxes,
-            ha="right", va="top", fontsize=6)  # fmt: skip

@@ -89,16 +89,16 @@ def forward_loss(
                 f"{type(exc).__name__}: {exc}{_keywords_hint(batch, exc)}"
             ) from exc
         value = _loss(model, output, batch, loss, device, memo, inputs, targets, step)
-    what = f"model output {describe(output)}, targets {describe(targets)}"
     if not isinstance(value, torch.Tensor):
         source = "loss_fn" if loss.loss_fn is not None else "the model's output.loss"
         raise TrainingError(
-            f"step {step}: {source} must be a scalar tensor, got {type(value).__name__} ({what})"
+            f"step {step}: {source} must be a scalar tensor, got {type(value).__name__} "
+            f"({_shapes(output, targets)})"
         )
     if value.numel() != 1:
         raise TrainingError(
             f"step {step}: the loss must be a scalar, got a tensor of shape {list(value.shape)} "
-            f"({what}). Reduce it, e.g. reduction='mean' in the loss or `.mean()`."
+            f"({_shapes(output, targets)}). Reduce it, e.g. reduction='mean' in the loss or `.mean()`."
         )
     if not value.requires_grad:
         raise TrainingError(
@@ -106,6 +106,11 @@ def forward_loss(
             "frozen, or is the forward run under torch.no_grad()?"
         )
     return value.reshape(()), output
+
+
+def _shapes(output: Any, targets: Any) -> str:
+    """For an error message only: describing a batch every step would cost more than the check."""
+    return f"model output {describe(output)}, targets {describe(targets)}"
 
 
 def _loss(model: torch.nn.Module, output: Any, batch: Batch, loss: LossSpec, device: torch.device,

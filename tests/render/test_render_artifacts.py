@@ -132,7 +132,10 @@ def test_pictures_that_fail_at_the_end_of_the_run_are_named_with_the_reason(
     assert all("(exit 3)" in p.message and "out of crayons" in p.message for _, p in drawn.failed)
     states = {p.output: p.state for p in read_pictures(artifacts.root)}  # kept for the report
     assert states["graph-net/hiddenlayer.dot"] == "drawn" and states["graph-net/graph.svg"] == "failed"
-    assert draw_pending([artifacts.root]) == Drawn()  # drawn once: nothing is pending any more
+    mtimes = {p: p.stat().st_mtime_ns for p in artifacts.root.rglob("*")}
+    # Drawn once: nothing is pending any more, nothing is drawn again, the failures are still named.
+    assert draw_pending([artifacts.root]) == Drawn(failed=drawn.failed)
+    assert {p: p.stat().st_mtime_ns for p in artifacts.root.rglob("*")} == mtimes
 
 
 def test_a_failing_forward_loses_only_the_torchviz_picture(

@@ -85,8 +85,9 @@ def test_mathtext_and_huge_values_are_drawn_and_every_test_passes(pytester: pyte
 
     params_folder = folder_of(run_dir, "test_layer_names_parameters")
     [params] = [r for r in read_records(params_folder) if r["kind"] == "params"]
-    svg = (params_folder / params["plot"]).read_text()
-    assert f"<!-- blocks.{NOT_A_COMMAND}.weight [8, 4] -->" in svg  # the title, drawn as written
+    svg = ET.parse(params_folder / params["plot"]).getroot()
+    texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+    assert f"blocks.{NOT_A_COMMAND}.weight [8, 4]" in texts  # the panel's title, drawn as written
 
     [graph] = [r for r in read_records(folder_of(run_dir, "test_layer_names_graph")) if r["kind"] == "graph_render"]
     assert graph["errors"] == []
@@ -168,15 +169,24 @@ TRAINS = USER_PRELUDE + """
 
 def test_trains(short_train):
     short_train(make_model(), make_data(), loss_fn=F.cross_entropy, optimizer=sgd, steps=3, name="plain")
+
+
+def test_parameters(graph_snapshot):
+    graph_snapshot.parameters(make_model())
 """
 
 
-def test_without_matplotlib_the_curves_are_still_drawn(pytester: pytest.Pytester) -> None:
+def test_without_matplotlib_the_curves_and_histograms_are_still_drawn(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(WITHOUT_MATPLOTLIB)
     pytester.makepyfile(test_user=TRAINS)
-    result = pytester.runpytest_subprocess("--modelviz", "--modelviz-device=cpu", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1)
+    result = pytester.runpytest_subprocess("--modelviz", "--modelviz-device=cpu", "-p", "no:cacheprovider",
+                                           "--snapshot-update", "-W", "error::pytest_modelviz.errors.RenderWarning")
+    result.assert_outcomes(passed=2)
+    assert "could not be drawn" not in result.stdout.str()
     run_dir = run_dir_of(pytester)
+    params_folder = folder_of(run_dir, "test_parameters")
+    [params] = [r for r in read_records(params_folder) if r["kind"] == "params"]
+    assert ET.parse(params_folder / params["plot"]).getroot().tag == "{http://www.w3.org/2000/svg}svg"
     folder = folder_of(run_dir, "test_trains")
     train = train_record(folder)
     assert train["curves"] == "train-plain/curves.svg" and train["note"] == ""

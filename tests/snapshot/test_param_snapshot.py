@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 # In-process pytester runs drop modules first imported during the run; torch's and matplotlib's
-# C extensions cannot be imported twice, so they are loaded here, once, before any run.
+# (which hiddenlayer imports) C extensions cannot be imported twice, so they are loaded here, once.
 import matplotlib.figure  # noqa: F401
 import pytest
 import torch  # noqa: F401
@@ -263,6 +263,39 @@ def test_histogram_plot_is_byte_reproducible(tmp_path: Path) -> None:
     data = first.read_bytes()
     assert data == second.read_bytes()
     assert b"<dc:date>" not in data and b"outline: stored" in data
+
+
+def test_histogram_picture_is_one_panel_per_tensor_with_every_name_escaped(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from pytest_modelviz.params.stats import compute_stats
+    from pytest_modelviz.snapshot.params import PLOT_LIMIT, _plot_histograms
+
+    torch.manual_seed(0)
+    named = type('Odd<&>"Net', (torch.nn.Module,), {})()  # class names reach the title as they are
+    named.add_module("a<b&c", torch.nn.Linear(4, 8))
+    stored = compute_stats(named)
+    with torch.no_grad():
+        named.get_submodule("a<b&c").weight.mul_(3)
+    actual = compute_stats(named)
+    root = ET.parse(_plot_histograms(actual, stored, tmp_path / "h.svg")).getroot()  # well-formed
+    ns = "{http://www.w3.org/2000/svg}"
+    texts = [t.text for t in root.iter(f"{ns}text")]
+    assert texts[0] == 'Odd<&>"Net: parameter histograms over [min, max]; bars: actual, outline: stored'
+    assert "a<b&c.weight [8, 4]" in texts and "a<b&c.bias [8]" in texts
+    panels = [g for g in root.iter(f"{ns}g") if g.get("transform", "").startswith("translate")]
+    assert len(panels) == 2
+    for panel, t in zip(panels, actual.tensors, strict=True):
+        bars = panel.findall(f"{ns}rect")
+        assert len(bars) == sum(1 for c in t.hist if c > 0) > 0
+        assert len(panel.findall(f"{ns}polyline")) == 1  # the stored histogram, outlined
+    # Many tensors: the first PLOT_LIMIT are drawn and the title says so.
+    big = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(PLOT_LIMIT)])
+    stats = compute_stats(big)
+    root = ET.parse(_plot_histograms(stats, None, tmp_path / "big.svg")).getroot()
+    panels = [g for g in root.iter(f"{ns}g") if g.get("transform", "").startswith("translate")]
+    assert len(panels) == PLOT_LIMIT and not list(root.iter(f"{ns}polyline"))
+    assert f"(first {PLOT_LIMIT} of {2 * PLOT_LIMIT} tensors)" in next(root.iter(f"{ns}text")).text
 
 
 def test_without_modelviz_nothing_is_written_but_checks_run(pytester: pytest.Pytester) -> None:

@@ -131,6 +131,43 @@ def test_under_xdist_each_picture_is_drawn_once_by_the_worker_that_ran_its_test(
     assert "pictures.jsonl" not in (run / "report.html").read_text(encoding="utf-8")
 
 
+CRASHING_WORKER = USER_PRELUDE + """
+import os
+
+
+def test_graph(graph_snapshot):
+    graph_snapshot(nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)), torch.zeros(1, 4))
+
+
+def test_worker_dies():
+    os._exit(3)
+"""
+
+
+def test_pictures_of_a_worker_that_died_are_drawn_by_the_controller(pytester: pytest.Pytester,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("xdist")
+    log = pytester.path / "renders.log"
+    renderer = pytester.path / "bin" / "dot"
+    renderer.parent.mkdir()
+    renderer.write_text(LOGGING_RENDERER.format(log=log, pure=PURE), encoding="utf-8")
+    renderer.chmod(0o755)
+    monkeypatch.setenv(gv.ENV_VAR, str(renderer))
+    processes = pytester.path / "processes.log"
+    pytester.makeconftest(PROCESS_LOG_CONFTEST.format(log=str(processes)))
+    pytester.makepyfile(test_user=CRASHING_WORKER)
+    # One worker runs both tests in file order: it queues the graph's pictures, then dies.
+    result = pytester.runpytest_subprocess("--modelviz", "--snapshot-update", "-p", "no:cacheprovider",
+                                           "-n", "1", "--max-worker-restart", "0")
+    result.assert_outcomes(passed=1, failed=1)
+    roles = dict(reversed(line.split()) for line in processes.read_text().splitlines())
+    drawers = {roles[line.split()[0]] for line in log.read_text().splitlines()}
+    assert drawers == {"controller"}, "the dead worker drew nothing; the controller drew what it left"
+    folder = folder_of(run_dir_of(pytester), "test_graph")
+    states = [json.loads(line)["state"] for line in (folder / "pictures.jsonl").read_text().splitlines()]
+    assert states == ["drawn"] * 6
+
+
 def test_pictures_a_killed_session_never_drew_are_named_in_the_report(tmp_path: Path) -> None:
     run = make_run(tmp_path)
     test_dir = next(p for p in run.iterdir()

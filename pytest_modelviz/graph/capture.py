@@ -83,6 +83,20 @@ class _Frame:
         return tuple(tensor_spec(t) for _, t in iter_tensors(self.call))
 
 
+@dataclass(frozen=True)
+class _LeafCall:
+    """A leaf module's call, recorded while forward runs; made a ``Node`` after it (``finish``)."""
+
+    index: int
+    module: Any
+    name: str
+    scope: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    first: bool  # its first call: the node that lists the module's own parameters
+    parents: tuple[int, ...]
+
+
 class _Recorder:
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -99,7 +113,7 @@ class _Recorder:
         self.direct: dict[str, tuple[list[tuple[str, Any]], list[tuple[str, Any]]]] = {}
         self.buffers: dict[int, Any] = {}  # every buffer once, as ``model.buffers()`` lists them
         self._index_tensors()
-        self.nodes: list[Node] = []
+        self.nodes: list[Node | _LeafCall] = []
         self.producers: dict[int, tuple[weakref.ref[Any], int]] = {}
         self.used_names: dict[str, int] = {}
         self.calls: dict[int, int] = {}
@@ -237,27 +251,46 @@ class _Recorder:
         self.leaf_depth -= 1
         if self.leaf_depth:
             return
-        qualname = self.names[id(module)] or self.model_name
+        # Only what must be read now (shapes, data edges, order) is read between two layers;
+        # describing the layer waits for ``finish``, after forward, so the Python work between
+        # the model's kernels stays small.
         calls = self.calls[id(module)] = self.calls.get(id(module), 0) + 1
         in_tensors = _call_tensors(args, kwargs)
         out_tensors = _tensors(output)
-        inputs = tuple(tensor_spec(t) for t in in_tensors)
-        outputs = tuple(tensor_spec(t) for t in out_tensors)
-        params, buffers = self.owned(module, self.names[id(module)]) if calls == 1 else ((), ())
-        node = self.add(
-            name=self.unique(qualname),
-            kind="module",
-            target=module_target(layer_class(module)),
+        call = _LeafCall(
+            index=len(self.nodes),
+            module=module,
+            name=self.unique(self.names[id(module)] or self.model_name),
             scope=self.stack[-1].name if self.stack else "",
-            args=module_args(module),
-            inputs=inputs,
-            outputs=outputs,
-            params=params,
-            buffers=buffers,
-            macs=module_macs(module, inputs, outputs),
+            inputs=tuple(tensor_spec(t) for t in in_tensors),
+            outputs=tuple(tensor_spec(t) for t in out_tensors),
+            first=calls == 1,
             parents=self.parents_of(in_tensors),
         )
-        self.produce(out_tensors, node.index)
+        self.nodes.append(call)
+        self.produce(out_tensors, call.index)
+
+    def finish(self) -> tuple[Node, ...]:
+        """Every node, the leaf calls described."""
+        return tuple(n if isinstance(n, Node) else self._leaf_node(n) for n in self.nodes)
+
+    def _leaf_node(self, call: _LeafCall) -> Node:
+        module = call.module
+        params, buffers = self.owned(module, self.names[id(module)]) if call.first else ((), ())
+        return Node(
+            index=call.index,
+            name=call.name,
+            kind="module",
+            target=module_target(layer_class(module)),
+            scope=call.scope,
+            args=module_args(module),
+            inputs=call.inputs,
+            outputs=call.outputs,
+            params=params,
+            buffers=buffers,
+            macs=module_macs(module, call.inputs, call.outputs),
+            parents=call.parents,
+        )
 
     def on_op(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> None:
         target = op_name(func)
@@ -330,7 +363,7 @@ class _Recorder:
             out.append(UnusedModule(name=name, target=target, args=module_args(module), params=params))
         return tuple(out)
 
-    def totals(self) -> Totals:
+    def totals(self, nodes: tuple[Node, ...]) -> Totals:
         # Each tensor once, as ``model.parameters()`` and ``model.buffers()`` count them: indexed
         # parameters first, a tensor that is a parameter anywhere is one.
         params = [t for _, is_param, t in self.owners.values() if is_param]
@@ -341,7 +374,7 @@ class _Recorder:
             trainable=trainable,
             frozen=total - trainable,
             buffers=sum(b.numel() for b in self.buffers.values()),
-            macs=sum(n.macs for n in self.nodes),
+            macs=sum(n.macs for n in nodes),
         )
 
     def notes(self) -> tuple[str, ...]:
@@ -385,9 +418,9 @@ def _call_tensors(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
 
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while forward runs. A capture keeps thousands of
-    small records (nodes, specs), and that many new survivors sets off full collections of the
-    whole process: with torch loaded, each walks some 350,000 objects and took 300-400 ms, more
+    """Python's cyclic garbage collector off while forward runs and its records are made. A
+    capture keeps thousands of small records (nodes, specs), and that many new survivors sets off
+    full collections of the whole process: with torch loaded, each walks some 350,000 objects and took 300-400 ms, more
     than the capture itself. Nothing a capture makes is cyclic garbage; tensors are still freed
     by reference counting."""
     if not gc.isenabled():
@@ -512,6 +545,7 @@ def capture(model: nn.Module, *example_args: Any, **example_kwargs: Any) -> Arch
                 finally:
                     rec.stop_mode()
             rec.add_output(output)
+            nodes = rec.finish()
     except CaptureError:
         raise
     except Exception as exc:
@@ -522,8 +556,8 @@ def capture(model: nn.Module, *example_args: Any, **example_kwargs: Any) -> Arch
     return ArchitectureGraph(
         model_name=rec.model_name,
         training=model.training,
-        nodes=tuple(rec.nodes),
-        totals=rec.totals(),
+        nodes=nodes,
+        totals=rec.totals(nodes),
         unused=rec.unused(),
         notes=rec.notes(),
     )

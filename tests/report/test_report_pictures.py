@@ -102,8 +102,9 @@ def pytest_configure(config):
 """
 
 
-def test_under_xdist_each_picture_is_drawn_once_by_the_worker_that_ran_its_test(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def _log_renders_and_processes(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A renderer that logs its parent's pid, and a conftest that logs each process's role:
+    the two logs say which process drew each picture."""
     pytest.importorskip("xdist")
     log = pytester.path / "renders.log"
     renderer = pytester.path / "bin" / "dot"
@@ -113,6 +114,18 @@ def test_under_xdist_each_picture_is_drawn_once_by_the_worker_that_ran_its_test(
     monkeypatch.setenv(gv.ENV_VAR, str(renderer))
     processes = pytester.path / "processes.log"
     pytester.makeconftest(PROCESS_LOG_CONFTEST.format(log=str(processes)))
+    return log, processes
+
+
+def _drawers(log: Path, processes: Path) -> list[str]:
+    """The role of the process that drew each picture, in the order drawn."""
+    roles = dict(reversed(line.split()) for line in processes.read_text().splitlines())
+    return [roles[line.split()[0]] for line in log.read_text().splitlines()]
+
+
+def test_under_xdist_each_picture_is_drawn_once_by_the_worker_that_ran_its_test(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    log, processes = _log_renders_and_processes(pytester, monkeypatch)
     pytester.makepyfile(test_user=XDIST_TESTS)
     result = pytester.runpytest_subprocess("--modelviz", "--snapshot-update", "-p", "no:cacheprovider",
                                            "-n", "2")
@@ -120,9 +133,8 @@ def test_under_xdist_each_picture_is_drawn_once_by_the_worker_that_ran_its_test(
     lines = log.read_text().splitlines()
     outputs = [line.split()[3] for line in lines]  # "<ppid> -T<fmt> -o <out> <dot>"
     assert len(outputs) == len(set(outputs)) == 4 * 5, "each picture drawn exactly once"
-    roles = dict(reversed(line.split()) for line in processes.read_text().splitlines())
-    assert sorted(roles.values()) == ["controller", "worker", "worker"]
-    assert {roles[line.split()[0]] for line in lines} == {"worker"}, "drawn by the workers, not the controller"
+    assert sorted(line.split()[0] for line in processes.read_text().splitlines()) == ["controller", "worker", "worker"]
+    assert set(_drawers(log, processes)) == {"worker"}, "drawn by the workers, not the controller"
     run = run_dir_of(pytester)
     for folder in (p for p in run.iterdir() if p.is_dir()):
         states = [json.loads(line)["state"] for line in (folder / "pictures.jsonl").read_text().splitlines()]
@@ -146,23 +158,14 @@ def test_worker_dies():
 
 def test_pictures_of_a_worker_that_died_are_drawn_by_the_controller(pytester: pytest.Pytester,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("xdist")
-    log = pytester.path / "renders.log"
-    renderer = pytester.path / "bin" / "dot"
-    renderer.parent.mkdir()
-    renderer.write_text(LOGGING_RENDERER.format(log=log, pure=PURE), encoding="utf-8")
-    renderer.chmod(0o755)
-    monkeypatch.setenv(gv.ENV_VAR, str(renderer))
-    processes = pytester.path / "processes.log"
-    pytester.makeconftest(PROCESS_LOG_CONFTEST.format(log=str(processes)))
+    log, processes = _log_renders_and_processes(pytester, monkeypatch)
     pytester.makepyfile(test_user=CRASHING_WORKER)
     # One worker runs both tests in file order: it queues the graph's pictures, then dies.
     result = pytester.runpytest_subprocess("--modelviz", "--snapshot-update", "-p", "no:cacheprovider",
                                            "-n", "1", "--max-worker-restart", "0")
     result.assert_outcomes(passed=1, failed=1)
-    roles = dict(reversed(line.split()) for line in processes.read_text().splitlines())
-    drawers = {roles[line.split()[0]] for line in log.read_text().splitlines()}
-    assert drawers == {"controller"}, "the dead worker drew nothing; the controller drew what it left"
+    drawers = _drawers(log, processes)
+    assert drawers == ["controller"] * 5, "the dead worker drew nothing; the controller drew what it left"
     folder = folder_of(run_dir_of(pytester), "test_graph")
     states = [json.loads(line)["state"] for line in (folder / "pictures.jsonl").read_text().splitlines()]
     assert states == ["drawn"] * 6

@@ -171,6 +171,35 @@ def test_pictures_of_a_worker_that_died_are_drawn_by_the_controller(pytester: py
     assert states == ["drawn"] * 6
 
 
+# On the workers only, drawing the pictures raises.
+BROKEN_WORKER_DRAWING = """
+import pytest_modelviz.render.pending as pending
+
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):
+        def broken(test_dirs, **kwargs):
+            raise RuntimeError("worker boom")
+
+        pending.draw_pending = broken
+"""
+
+
+def test_a_worker_that_fails_to_draw_is_named_and_the_controller_draws_instead(
+        pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    pytester.makeconftest(BROKEN_WORKER_DRAWING)
+    pytester.makepyfile(test_user=XDIST_TESTS)
+    result = pytester.runpytest_subprocess("--modelviz", "--snapshot-update", "-p", "no:cacheprovider",
+                                           "-n", "2")
+    result.assert_outcomes(passed=4)
+    assert "drawing the pictures on a worker failed: RuntimeError: worker boom" in result.stdout.str()
+    run = run_dir_of(pytester)
+    for folder in (p for p in run.iterdir() if p.is_dir()):
+        states = [json.loads(line)["state"] for line in (folder / "pictures.jsonl").read_text().splitlines()]
+        assert states == ["drawn"] * 6, folder.name
+
+
 def test_pictures_a_killed_session_never_drew_are_named_in_the_report(tmp_path: Path) -> None:
     run = make_run(tmp_path)
     test_dir = next(p for p in run.iterdir()

@@ -420,8 +420,8 @@ def _call_tensors(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
 def _collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off while forward runs and its records are made. A
     capture keeps thousands of small records (nodes, specs), and that many new survivors sets off
-    full collections of the whole process: with torch loaded, each walks some 350,000 objects and took 300-400 ms, more
-    than the capture itself. Nothing a capture makes is cyclic garbage; tensors are still freed
+    full collections of the whole process: with torch loaded, each walks some 350,000 objects and
+    took 300-400 ms, more than the capture itself. Nothing a capture makes is cyclic garbage; tensors are still freed
     by reference counting."""
     if not gc.isenabled():
         yield

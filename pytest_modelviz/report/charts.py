@@ -113,11 +113,7 @@ def format_number(value: float) -> str:
 def line_chart(series: Sequence[Series], *, title: str, x_label: str = "step", y_label: str = "") -> str:
     """An ``<svg>`` element with one line per series, axes, ticks and a legend."""
     finite = [(x, y) for s in series for x, y in s.points if math.isfinite(x) and math.isfinite(y)]
-    head = (
-        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{escape(title)}">'
-        f'<text class="chart-title" x="{_LEFT}" y="17">{escape(title)}</text>'
-    )
+    head = _svg_open(WIDTH, HEIGHT, title) + f'<text class="chart-title" x="{_LEFT}" y="17">{escape(title)}</text>'
     if not finite:
         return (
             head
@@ -181,12 +177,23 @@ def chart_document(charts: Sequence[str], *, title: str) -> str:
     placed = "".join(
         chart.replace("<svg ", f'<svg x="0" y="{i * (HEIGHT + gap)}" ', 1) for i, chart in enumerate(charts)
     )
+    return _document(WIDTH, height, title, placed)
+
+
+def _document(width: int, height: int, title: str, charts: str) -> str:
+    """A standalone SVG file holding ``charts`` (``<svg class="chart">`` elements), styled on its own."""
     return (
         '<?xml version="1.0" encoding="utf-8"?>\n'
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}">'
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}">'
         f'<title>{escape(title)}</title><style>{CHART_CSS}</style><rect width="100%" height="100%" fill="#fff"/>'
-        f"{placed}</svg>\n"
+        f"{charts}</svg>\n"
     )
+
+
+def _svg_open(width: int, height: int, title: str) -> str:
+    """The opening tag of one chart."""
+    return (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+            f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}">')
 
 
 def _series_marks(
@@ -247,34 +254,25 @@ _P_LEFT, _P_RIGHT, _P_TOP, _P_BOTTOM = 10, 10, 22, 20
 
 def histogram_grid(panels: Sequence[Histogram], *, title: str) -> str:
     """An ``<svg>`` element with one panel per histogram, ``COLUMNS`` to a row, under ``title``."""
-    body, width, height = _grid(panels, title)
-    return _svg_open(width, height, title) + body + "</svg>"
+    width, height = _grid_size(panels)
+    parts = [_svg_open(width, height, title), f'<text class="chart-title" x="{_P_LEFT}" y="19">{escape(title)}</text>']
+    cols = width // PANEL_W
+    for i, panel in enumerate(panels):
+        x, y = (i % cols) * PANEL_W, 30 + (i // cols) * PANEL_H
+        parts.append(f'<g transform="translate({x} {y})">{_panel(panel)}</g>')
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 def histogram_document(panels: Sequence[Histogram], *, title: str) -> str:
     """``histogram_grid`` as a standalone SVG file, styled on its own."""
-    body, width, height = _grid(panels, title)
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>\n' + _svg_open(width, height, title)
-        + f'<title>{escape(title)}</title><style>{CHART_CSS}</style><rect width="100%" height="100%" fill="#fff"/>'
-        + body + "</svg>\n"
-    )
+    width, height = _grid_size(panels)
+    return _document(width, height, title, histogram_grid(panels, title=title))
 
 
-def _svg_open(width: int, height: int, title: str) -> str:
-    return (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-            f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}">')
-
-
-def _grid(panels: Sequence[Histogram], title: str) -> tuple[str, int, int]:
+def _grid_size(panels: Sequence[Histogram]) -> tuple[int, int]:
     cols = max(1, min(COLUMNS, len(panels)))
-    rows = math.ceil(len(panels) / cols)
-    width, height = cols * PANEL_W, 30 + rows * PANEL_H
-    parts = [f'<text class="chart-title" x="{_P_LEFT}" y="19">{escape(title)}</text>']
-    for i, panel in enumerate(panels):
-        x, y = (i % cols) * PANEL_W, 30 + (i // cols) * PANEL_H
-        parts.append(f'<g transform="translate({x} {y})">{_panel(panel)}</g>')
-    return "".join(parts), width, height
+    return cols * PANEL_W, 30 + math.ceil(len(panels) / cols) * PANEL_H
 
 
 def _panel(h: Histogram) -> str:

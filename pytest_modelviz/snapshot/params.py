@@ -200,7 +200,7 @@ def _plot_histograms(actual: ParamStats, stored: ParamStats | None, path: Path) 
         panels.append(Histogram(
             title=f"{name} [{', '.join(str(d) for d in t.shape)}]", counts=tuple(t.hist), lo=t.min, hi=t.max,
             notes=(f"mean {t.mean:.3g}", f"std {t.std:.3g}"),
-            outline=tuple(old.hist) if old is not None and len(old.hist) == len(t.hist) else None,
+            outline=None if old is None else tuple(old.hist),  # drawn only when its bins match
         ))
     title = f"{actual.model}: parameter histograms over [min, max]"
     if comparable:

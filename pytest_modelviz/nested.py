@@ -54,6 +54,8 @@ def _walk(value: Any, path: str, open_: set[int]) -> Iterator[tuple[str, torch.T
 
 def tensors(value: Any) -> list[torch.Tensor]:
     """The tensors ``iter_tensors`` finds, without their paths."""
+    if isinstance(value, tensor_class()):
+        return [value]  # a model's usual output, every step: no walk
     return [t for _, t in iter_tensors(value)]
 
 

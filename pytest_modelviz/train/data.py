@@ -149,6 +149,9 @@ class BatchStream:
 
 def split_batch(raw: Any, step: int, spec: BatchSpec | None = None) -> Batch:
     spec = spec or BatchSpec()
+    plain = spec.inputs is None and spec.target is None and spec.batch_fn is None
+    if plain and type(raw) in (tuple, list) and len(raw) >= 2:
+        return Batch(inputs=raw[0], targets=raw[1], raw=raw)  # the common case, every step: no lookups
     if spec.batch_fn is not None:
         return _from_batch_fn(raw, step, spec.batch_fn)
     if isinstance(raw, Mapping) or _is_dataclass_instance(raw):

@@ -263,26 +263,23 @@ class _Run:
                 self.probe.keep(batches[0])
         self.opt.zero_grad(set_to_none=True)
         with self.health.forward(step):
-            loss, output, out_ok = accumulated_backward(
+            loss, output, extremes = accumulated_backward(
                 self.model, batches, self.loss, self.device, self.autocast, self.scaler, step
             )
         if self.scaler is not None:
             self.scaler.unscale_(self.opt)  # the norms, the clipping and the record see true gradients
         present = [i for i, p in enumerate(self.params) if p.grad is not None]
         grads = [p.grad for p in self.params if p.grad is not None]
-        if grads:
-            norms = torch.stack(torch._foreach_norm(grads)).float()
-        else:
-            norms = loss.new_zeros(0, dtype=torch.float32)
-        total = torch.linalg.vector_norm(norms)
+        norms = list(torch._foreach_norm(grads)) if grads else []
         if options.grad_clip is not None and grads:
             # What clip_grad_norm_ does, reusing the norms already computed.
+            total = torch.linalg.vector_norm(torch.stack(norms).float())
             torch._foreach_mul_(grads, (options.grad_clip / (total + 1e-6)).clamp(max=1.0))
-        # The one host transfer of the step.
-        host = torch.cat(
-            [loss.detach().float().reshape(1), total.reshape(1), out_ok.float().reshape(1), norms]
-        ).tolist()
-        loss_v, total_v, out_v, per = host[0], host[1], host[2], host[3:]
+        # The one host transfer of the step: one stack of 0-d tensors, as few device ops as can be.
+        host = torch.stack([loss, *extremes, *norms]).tolist()
+        loss_v, per = host[0], host[1 + len(extremes):]
+        output_ok = all(math.isfinite(v) for v in host[1 : 1 + len(extremes)])
+        total_v = math.hypot(*per)  # the global norm, in double precision: it cannot overflow
         row = [0.0] * len(self.params)
         for i, v in zip(present, per, strict=True):  # one norm per gradient present
             row[i] = v
@@ -296,11 +293,11 @@ class _Run:
         # Under float16 a non-finite gradient is the GradScaler's to handle: it skips that update
         # and lowers its scale, which is how loss scaling finds its scale.
         grads_ok = math.isfinite(total_v) or self.scaler is not None
-        finite = math.isfinite(loss_v) and grads_ok and out_v == 1.0
+        finite = math.isfinite(loss_v) and grads_ok and output_ok
         if not finite and self.nonfinite is None:
-            bad_output = None if out_v == 1.0 else nonfinite_output(output)
+            bad_output = None if output_ok else nonfinite_output(output)
             names = [n for n, _ in self.named]
-            self.nonfinite = _nonfinite(step, loss_v, out_v == 1.0, row, names, bad_output)
+            self.nonfinite = _nonfinite(step, loss_v, output_ok, row, names, bad_output)
         if not finite and options.stop_on_nonfinite:
             self.times.append(time.perf_counter() - start)
             return False

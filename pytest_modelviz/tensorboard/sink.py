@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_modelviz.artifacts import ArtifactDir
@@ -126,7 +128,7 @@ class TensorBoardSink:
             hparams = dict(self.hparams)
             if self._first_lr is not None:
                 hparams.setdefault("lr", self._first_lr)
-            self.writer.add_hparams(hparams, {FINAL_LOSS_TAG: self._last_loss}, name=HPARAMS_RUN)
+            write_hparams(Path(self.writer.logdir) / HPARAMS_RUN, hparams, {FINAL_LOSS_TAG: self._last_loss})
         self.writer.flush()
 
     # Every event travels through tensorboardX's queue and writer thread (pickled, read back,
@@ -143,3 +145,26 @@ class TensorBoardSink:
         for step, values in pending:
             if values:
                 file_writer.add_summary(Summary(value=values), global_step=step)
+
+
+def write_hparams(run: Path, hparams: Mapping[str, bool | str | float | int], metrics: Mapping[str, float]) -> Path:
+    """The events ``SummaryWriter.add_hparams(hparams, metrics)`` writes into the sub-run ``run``,
+    written here and now: ``add_hparams`` opens a whole ``SummaryWriter`` for them (a process
+    queue and a writer thread, started and joined), which cost more than the rest of a training
+    run's logging. The file is named apart from any already in ``run``: two runs in one second
+    would otherwise share tensorboardX's file name and the second would overwrite the first."""
+    from tensorboardX.event_file_writer import EventsWriter
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.proto.summary_pb2 import Summary
+    from tensorboardX.summary import hparams as hparams_summaries
+
+    run.mkdir(parents=True, exist_ok=True)
+    writer = EventsWriter(str(run / "events"), f".{sum(1 for _ in run.iterdir())}")
+    try:
+        now = time.time()
+        scalars = Summary(value=[Summary.Value(tag=tag, simple_value=float(v)) for tag, v in metrics.items()])
+        for summary in (*hparams_summaries(dict(hparams), dict(metrics)), scalars):
+            writer.write_event(Event(summary=summary, wall_time=now))
+    finally:
+        writer.close()
+    return Path(writer._file_name)

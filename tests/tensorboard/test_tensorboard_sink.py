@@ -151,3 +151,31 @@ def test_tb_writer_flush_leaves_every_event_readable(tmp_path) -> None:  # noqa:
         assert len(files) == 2 and len(set(files)) == 2, "a flush never overwrites an earlier event file"
     finally:
         writer.close()
+
+
+def test_hparams_of_two_runs_in_one_writer_are_both_kept_and_read_by_tensorboard(tmp_path: Path) -> None:
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    writer = SummaryWriter(logdir=str(tmp_path))
+    finals = []
+    for label in ("first", "second"):  # well within one second: the files must not share a name
+        result = short_train(mlp(), blobs(), loss_fn=ce, optimizer=sgd, steps=2, device="cpu",
+                             sinks=[TensorBoardSink(writer, hparams={"model": label, "seed": 0})])
+        finals.append(result.losses[-1])
+    writer.close()
+    files = sorted((tmp_path / "hparams").iterdir())
+    assert len(files) == 2
+    sessions, losses = [], []
+    for path in files:
+        acc = ea.EventAccumulator(str(path), size_guidance={ea.TENSORS: 0, ea.SCALARS: 0})
+        acc.Reload()
+        content = acc.PluginTagToContent("hparams")
+        start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+        sessions.append({k: v.string_value or v.number_value for k, v in start.session_start_info.hparams.items()})
+        experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+        assert [m.name.tag for m in experiment.metric_infos] == ["hparam/final_loss"]
+        [final] = acc.Scalars("hparam/final_loss")
+        losses.append(final.value)
+    assert sorted(s["model"] for s in sessions) == ["first", "second"]
+    assert all(s["lr"] == pytest.approx(0.1) for s in sessions)
+    assert sorted(losses) == pytest.approx(sorted(finals))

@@ -147,7 +147,7 @@ class TensorBoardSink:
                 file_writer.add_summary(Summary(value=values), global_step=step)
 
 
-def write_hparams(run: Path, hparams: Mapping[str, bool | str | float | int], metrics: Mapping[str, float]) -> Path:
+def write_hparams(run: Path, hparams: Mapping[str, bool | str | float | int], metrics: Mapping[str, float]) -> None:
     """The events ``SummaryWriter.add_hparams(hparams, metrics)`` writes into the sub-run ``run``,
     written here and now: ``add_hparams`` opens a whole ``SummaryWriter`` for them (a process
     queue and a writer thread, started and joined), which cost more than the rest of a training
@@ -167,4 +167,3 @@ def write_hparams(run: Path, hparams: Mapping[str, bool | str | float | int], me
             writer.write_event(Event(summary=summary, wall_time=now))
     finally:
         writer.close()
-    return Path(writer._file_name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,8 +18,8 @@ if TYPE_CHECKING:
 
 HPARAMS_RUN = "hparams"  # tensorboardX writes hparams as a sub-run of the test's run
 FINAL_LOSS_TAG = "hparam/final_loss"
-# Events a sink holds before handing them to the writer; a test's writer queues as many before
-# a write waits for the writer's thread.
+# Events a sink holds before handing them to the writer; a plain tensorboardX writer queues as
+# many before a write waits for its thread.
 MAX_PENDING_EVENTS = 100
 
 
@@ -32,24 +33,51 @@ def open_writer(artifacts: ArtifactDir) -> SummaryWriter:
 def _writer_class() -> type[SummaryWriter]:
     from tensorboardX import SummaryWriter
 
-    class TestSummaryWriter(SummaryWriter):  # type: ignore[misc]  # tensorboardX has no type information
-        """A ``SummaryWriter`` whose ``flush()`` leaves every logged event on disk.
+    from pytest_modelviz.tensorboard.events import caller_file_writer, is_caller_file_writer
 
-        tensorboardX's own ``flush()`` flushes the event file but not the queue its writer thread
-        drains, so a test that logs and then reads its run back could miss the last events. Here
-        ``flush()`` closes the event file, which drains the queue; the next write opens a new file
-        in the same run, named apart by a counter (tensorboardX names files by the second and the
-        host, so a second file in the same second would overwrite the first).
+    class TestSummaryWriter(SummaryWriter):  # type: ignore[misc]  # tensorboardX has no type information
+        """A ``SummaryWriter`` whose events are written where they are logged (see ``events.py``),
+        so its ``flush()`` leaves every event logged so far on disk.
+
+        ``add_scalars`` gets such writers for its per-tag sub-runs too. A writer tensorboardX made
+        itself (a version that names those sub-runs otherwise) queues its events: ``flush()``
+        closes it, which drains the queue, and later writes go to a new file named apart by a
+        counter (tensorboardX names files by the second and the host, so a second file in the
+        same second would overwrite the first).
         """
 
+        all_writers: dict[str, Any] | None  # set by SummaryWriter
+        file_writer: Any
+        _filename_suffix: str
         _flushes = 0
+
+        def _get_file_writer(self) -> Any:
+            if self.all_writers is None or self.file_writer is None:
+                self.file_writer = caller_file_writer(self.logdir, self._filename_suffix)
+                self.all_writers = {self.file_writer.get_logdir(): self.file_writer}
+            return self.file_writer
+
+        def add_scalars(self, main_tag: str, tag_scalar_dict: Mapping[str, Any], global_step: int | None = None,
+                        walltime: float | None = None) -> None:
+            logdir = self._get_file_writer().get_logdir()
+            writers = self.all_writers
+            assert writers is not None  # _get_file_writer made them
+            for tag in tag_scalar_dict:
+                run = os.path.join(str(logdir), main_tag, tag)  # where tensorboardX puts the sub-run
+                if run not in writers:
+                    writers[run] = caller_file_writer(run, self._filename_suffix)
+            super().add_scalars(main_tag, tag_scalar_dict, global_step, walltime)
 
         def flush(self) -> None:
             if self.all_writers is None:
                 return
-            self.close()
-            self._flushes += 1
-            self._filename_suffix = f".{self._flushes}"
+            queued = [run for run, w in self.all_writers.items() if not is_caller_file_writer(w)]
+            for run in queued:
+                self.all_writers.pop(run).close()
+            if queued:
+                self._flushes += 1
+                self._filename_suffix = f".{self._flushes}"
+            super().flush()
 
     return TestSummaryWriter
 
@@ -131,11 +159,12 @@ class TensorBoardSink:
             write_hparams(Path(self.writer.logdir) / HPARAMS_RUN, hparams, {FINAL_LOSS_TAG: self._last_loss})
         self.writer.flush()
 
-    # Every event travels through tensorboardX's queue and writer thread (pickled, read back,
-    # checksummed): one event per step holding all its values costs a fraction of one event per
-    # value, which is what add_scalar and add_histogram_raw write. Events are handed over in
-    # batches (before any other write, at close, or when MAX_PENDING_EVENTS are held): the
-    # writer's thread then wakes once per batch, not once per training step.
+    # Every event is framed and checksummed, and with a plain tensorboardX writer also pickled
+    # through its queue to its thread: one event per step holding all its values costs a
+    # fraction of one event per value, which is what add_scalar and add_histogram_raw write.
+    # Events are handed over in batches (before any other write, at close, or when
+    # MAX_PENDING_EVENTS are held): such a writer's thread then wakes once per batch, not once
+    # per training step.
     def _write_pending(self) -> None:
         from tensorboardX.proto.summary_pb2 import Summary
 
@@ -153,17 +182,17 @@ def write_hparams(run: Path, hparams: Mapping[str, bool | str | float | int], me
     queue and a writer thread, started and joined), which cost more than the rest of a training
     run's logging. The file is named apart from any already in ``run``: two runs in one second
     would otherwise share tensorboardX's file name and the second would overwrite the first."""
-    from tensorboardX.event_file_writer import EventsWriter
     from tensorboardX.proto.event_pb2 import Event
     from tensorboardX.proto.summary_pb2 import Summary
     from tensorboardX.summary import hparams as hparams_summaries
 
-    run.mkdir(parents=True, exist_ok=True)
-    writer = EventsWriter(str(run / "events"), f".{sum(1 for _ in run.iterdir())}")
+    from pytest_modelviz.tensorboard.events import EventFile
+
+    events = EventFile(str(run))
     try:
         now = time.time()
         scalars = Summary(value=[Summary.Value(tag=tag, simple_value=float(v)) for tag, v in metrics.items()])
         for summary in (*hparams_summaries(dict(hparams), dict(metrics)), scalars):
-            writer.write_event(Event(summary=summary, wall_time=now))
+            events.write(Event(summary=summary, wall_time=now))
     finally:
-        writer.close()
+        events.close()

@@ -132,8 +132,6 @@ def test_one_event_holds_a_steps_scalars_and_one_its_histograms(tmp_path: Path) 
 
 
 def test_tb_writer_flush_leaves_every_event_readable(tmp_path) -> None:  # noqa: ANN001
-    from tensorboard.backend.event_processing import event_accumulator as ea
-
     from pytest_modelviz.artifacts import ArtifactDir
     from pytest_modelviz.tensorboard.sink import open_writer
 
@@ -143,14 +141,63 @@ def test_tb_writer_flush_leaves_every_event_readable(tmp_path) -> None:  # noqa:
         for round_, stop in enumerate((200, 260)):
             for i in range(stop - 60 if round_ else 0, stop):
                 writer.add_scalar("x", float(i), i)
+                writer.add_scalars("pair", {"a": float(i), "b": -float(i)}, i)
             writer.flush()  # no sleep: everything logged so far is on disk now
-            acc = ea.EventAccumulator(str(art.tensorboard_dir), size_guidance={ea.SCALARS: 0})
-            acc.Reload()
-            assert [e.step for e in acc.Scalars("x")] == list(range(stop))
-        files = sorted(p.name for p in art.tensorboard_dir.iterdir())
-        assert len(files) == 2 and len(set(files)) == 2, "a flush never overwrites an earlier event file"
+            assert [e.step for e in read_run(art.tensorboard_dir).Scalars("x")] == list(range(stop))
+            for sub, sign in (("a", 1), ("b", -1)):
+                acc = read_run(art.tensorboard_dir / "pair" / sub)
+                assert [(e.step, e.value) for e in acc.Scalars("pair")] == [(i, sign * i) for i in range(stop)]
+        # One file per run, written where the events are logged: flushes open no new files.
+        assert len(list(art.tensorboard_dir.glob("events.*"))) == 1
+        assert len(list((art.tensorboard_dir / "pair" / "a").glob("events.*"))) == 1
     finally:
         writer.close()
+
+
+def test_tb_writer_starts_no_thread_and_writers_opened_in_one_second_keep_both_files(tmp_path) -> None:  # noqa: ANN001
+    import threading
+
+    from pytest_modelviz.artifacts import ArtifactDir
+    from pytest_modelviz.tensorboard.sink import open_writer
+
+    art = ArtifactDir("t::same", tmp_path / "t", persist=True)
+    threads = threading.active_count()
+    first, second = open_writer(art), open_writer(art)  # tensorboardX would give both one file name
+    try:
+        first.add_scalar("x", 1.0, 0)
+        second.add_scalar("x", 2.0, 1)
+        first.add_image("img", np.ones((3, 4, 4), dtype=np.float32), 0)
+        assert threading.active_count() == threads, "no writer thread is started"
+    finally:
+        first.close()
+        second.close()
+    files = sorted(p.name for p in art.tensorboard_dir.glob("events.*"))
+    assert len(files) == 2 and files[1] == files[0] + ".1", files
+    acc = read_run(art.tensorboard_dir)
+    assert sorted((e.step, e.value) for e in acc.Scalars("x")) == [(0, 1.0), (1, 2.0)]
+    assert [e.step for e in acc.Images("img")] == [0]
+
+
+def test_tb_writer_events_of_a_killed_test_process_are_on_disk(pytester: pytest.Pytester) -> None:
+    """What a test logged and flushed survives the process dying on the spot (no exit handlers,
+    no fixture teardown): nothing waits in a queue or a thread."""
+    pytester.makepyfile(
+        """
+        import os
+
+        def test_dies(tb_writer):
+            for i in range(5):
+                tb_writer.add_scalar("loss", 1.0 / (i + 1), i)
+            tb_writer.flush()
+            os._exit(3)
+        """
+    )
+    result = pytester.runpytest_subprocess("--modelviz", "--modelviz-dir", "mv", "-p", "no:cacheprovider")
+    assert result.ret == 3
+    (run,) = (pytester.path / "mv").glob("run-*/*/tensorboard")
+    acc = read_run(run)
+    assert [e.step for e in acc.Scalars("loss")] == list(range(5))
+    assert [e.value for e in acc.Scalars("loss")] == pytest.approx([1.0 / (i + 1) for i in range(5)])
 
 
 def test_hparams_of_two_runs_in_one_writer_are_both_kept_and_read_by_tensorboard(tmp_path: Path) -> None:

@@ -1,0 +1,128 @@
+"""TensorBoard event files written by the caller's thread, for the per-test ``SummaryWriter``.
+
+tensorboardX's ``FileWriter`` hands every event to a writer thread through a
+``multiprocessing.Queue`` (each event pickled and read back) and fsyncs its file at every flush
+and close. For one writer per test that is a queue and a thread started and joined per test, and
+a ``flush()`` that does not wait for the queue. Here an event is serialized and appended to a
+buffered file where it is logged; ``flush`` hands the buffer to the operating system, so every
+event logged so far is readable at once, and kept if the process dies after. There is no fsync:
+it guards against losing the machine, not the process, and cost more than the writing itself.
+
+The files are what tensorboardX writes (TFRecord framing, masked CRC32C, a ``brain.Event:2``
+first record), named as it names them, but never over an existing file: two writers opened in
+the same second in one folder would otherwise share a name and the second would erase the first.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import struct
+import threading
+import time
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tensorboardX.proto.event_pb2 import Event
+
+
+class EventFile:
+    """One event file in ``directory``, opened here and written by ``write``."""
+
+    def __init__(self, directory: str, suffix: str = "") -> None:
+        from tensorboardX.proto.event_pb2 import Event
+
+        os.makedirs(directory, exist_ok=True)
+        now = time.time()
+        self.path, self._file = _create(directory, f"events.out.tfevents.{int(now)}.{socket.gethostname()}{suffix}")
+        self._lock = threading.Lock()  # a test may log from a data-loading or callback thread too
+        self.write(Event(wall_time=now, file_version="brain.Event:2"))
+
+    def write(self, event: Event) -> None:
+        from tensorboardX.record_writer import masked_crc32c
+
+        data = event.SerializeToString()
+        header = struct.pack("<Q", len(data))
+        record = b"".join((header, struct.pack("<I", masked_crc32c(header)), data,
+                           struct.pack("<I", masked_crc32c(data))))
+        with self._lock:
+            self._file.write(record)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+
+def _create(directory: str, name: str) -> tuple[str, IO[bytes]]:
+    """``name`` in ``directory``, created (never opened over an existing file); ``name.1``,
+    ``name.2``, ... where it exists."""
+    candidate, count = name, 0
+    while True:
+        path = os.path.join(directory, candidate)
+        try:
+            return path, open(path, "xb")  # noqa: SIM115  # the caller's writer owns and closes it
+        except FileExistsError:
+            count += 1
+            candidate = f"{name}.{count}"
+
+
+class CallerEventWriter:
+    """What tensorboardX's ``EventFileWriter`` offers its ``FileWriter``, on an ``EventFile``:
+    events after ``close`` are dropped, as there; ``reopen`` starts a new file."""
+
+    def __init__(self, logdir: str, suffix: str = "") -> None:
+        self._logdir = logdir
+        self._suffix = suffix
+        self._file = EventFile(logdir, suffix)
+
+    def get_logdir(self) -> str:
+        return self._logdir
+
+    def add_event(self, event: Event) -> None:
+        if not self._file.closed:
+            self._file.write(event)
+
+    def flush(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+    def reopen(self) -> None:
+        if self._file.closed:
+            self._file = EventFile(self._logdir, self._suffix)
+
+
+def caller_file_writer(logdir: str, suffix: str = "") -> Any:
+    """A tensorboardX ``FileWriter`` (``add_event``, ``add_summary``, ``add_graph``,
+    ``use_metadata``, ...) whose events go through a ``CallerEventWriter``."""
+    return _file_writer_class()(logdir, suffix)
+
+
+@functools.lru_cache(maxsize=1)
+def _file_writer_class() -> type:
+    from tensorboardX.writer import FileWriter
+
+    class CallerFileWriter(FileWriter):  # type: ignore[misc]  # tensorboardX has no type information
+        def __init__(self, logdir: str, suffix: str = "") -> None:
+            # Not FileWriter.__init__: it would start the queue and thread this replaces, and
+            # register an exit handler that keeps every test's writer alive to the end.
+            self.event_writer = CallerEventWriter(str(logdir), suffix)
+            self._default_metadata: dict[str, Any] = {}
+
+    return CallerFileWriter
+
+
+def is_caller_file_writer(writer: object) -> bool:
+    return isinstance(writer, _file_writer_class())

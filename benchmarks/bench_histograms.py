@@ -9,7 +9,8 @@ one's median time and spread and the median (and spread) of the per-round speed-
 this process, on the wall clock and on the process's CPU clock. ``--load N`` starts N busy
 processes for the whole measurement (and stops them after), to show what a loaded CI machine
 does to each. Both write through tensorboardX, whose record checksums are pure Python unless the
-``crc32c`` package is installed; the script says which.
+``crc32c`` package is installed; the script says which. It also prints how fast numpy sorts
+here: ``add_histogram`` bins by sorting, so its time, and the speed-up, vary with the CPU.
 
 Goal: >= 5x faster than ``add_histogram`` at every thread count and load.
 """
@@ -92,6 +93,20 @@ def report(clocks: dict[str, dict[str, list[float]]]) -> None:
               f"of rounds ({ratios[0]:.1f}-{ratios[-1]:.1f}x)  (goal >= {GOAL:g}x)")
 
 
+def numpy_sort_speed() -> str:
+    """How fast numpy sorts here: ``add_histogram`` bins by sorting, and numpy's sort is several
+    times faster on CPUs where its vectorized kernels run, so the speed-up depends on the machine."""
+    import numpy as np
+
+    values = np.random.default_rng(0).random(1 << 16)
+    times = []
+    for _ in range(21):
+        start = time.perf_counter()
+        np.sort(values)
+        times.append(time.perf_counter() - start)
+    return f"numpy {np.__version__} sorts 64K float64 in {statistics.median(times) * 1000:.2f} ms"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -106,6 +121,7 @@ def main() -> None:
     crc = "native crc32c" if importlib.util.find_spec("crc32c") else "pure-Python crc32c"
     print(f"resnet50: {len(named)} tensors, {total / 1e6:.1f}M values, device {args.device}, {args.rounds} rounds, "
           f"tensorboardX with {crc}; {args.load} extra busy process(es); load average {os.getloadavg()[0]:.1f}")
+    print(f"  {numpy_sort_speed()} (add_histogram's baseline)")
     with tempfile.TemporaryDirectory() as tmp, busy_processes(args.load):
         for threads in (int(t) or default_threads for t in args.threads.split(",")):
             print(f"  {threads} thread(s)")

@@ -121,6 +121,43 @@ def test_a_full_disk_keeps_the_results_and_leaves_nothing_half_written(
     assert "outcomes.json is missing" in page and "written while there was room" in page
 
 
+TENSORBOARD_FILLS_THE_DISK = """
+import numpy as np
+from tensorboard.backend.event_processing import event_accumulator as ea
+
+def test_logs_more_than_fits(tb_writer, modelviz_artifacts):
+    rng = np.random.default_rng(0)
+    for step in range(8):  # about 200 KiB of PNG each: the disk fills part way
+        tb_writer.add_image("noise", rng.random((3, 256, 256)), step)
+        tb_writer.add_scalar("step", float(step), step)
+    tb_writer.flush()
+    acc = ea.EventAccumulator(str(modelviz_artifacts.tensorboard_dir), size_guidance={ea.IMAGES: 0})
+    acc.Reload()
+    kept = [e.step for e in acc.Images("noise")]
+    assert 0 < len(kept) < 8 and kept == list(range(len(kept))), kept
+
+def test_fails():
+    assert 1 == 2, "a real failure that must be reported"
+"""
+
+
+def test_a_full_disk_under_tensorboard_events_keeps_what_fit_and_names_the_file(
+    pytester: pytest.Pytester, small_tmpfs: Path
+) -> None:
+    """The test's writer writes where the test logs: a full disk is neither an error inside the
+    test nor lost in a writer thread; it is named with the run's other unwritten files."""
+    pytester.makepyfile(test_full=TENSORBOARD_FILLS_THE_DISK)
+    base = small_tmpfs / "runs"
+    result = pytester.runpytest_subprocess("--modelviz", f"--modelviz-dir={base}", "-p", "no:cacheprovider",
+                                           "-W", "error::pytest.PytestUnhandledThreadExceptionWarning")
+
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*AssertionError: a real failure that must be reported*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    (warning,) = [line for line in result.stdout.lines if "could not be written" in line]
+    assert "/tensorboard/events.out.tfevents." in warning and "(No space left on device)" in warning, warning
+
+
 # ---------------------------------------------------------------- a folder that cannot be made
 
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_modelviz.artifacts import ArtifactDir
+from pytest_modelviz.artifacts import ArtifactDir, WriteErrorHandler
 from pytest_modelviz.sink import Histogram
 
 if TYPE_CHECKING:
@@ -24,9 +24,12 @@ MAX_PENDING_EVENTS = 100
 
 
 def open_writer(artifacts: ArtifactDir) -> SummaryWriter:
-    """A ``SummaryWriter`` logging into the test's TensorBoard run folder."""
+    """A ``SummaryWriter`` logging into the test's TensorBoard run folder; an event file that
+    cannot be written (a full disk) goes to ``artifacts.on_write_error``, as the test's other
+    files do, or raises where it has none."""
     artifacts.tensorboard_dir.mkdir(parents=True, exist_ok=True)
-    return _writer_class()(logdir=str(artifacts.tensorboard_dir), flush_secs=5, max_queue=MAX_PENDING_EVENTS)
+    return _writer_class()(logdir=str(artifacts.tensorboard_dir), flush_secs=5, max_queue=MAX_PENDING_EVENTS,
+                           on_write_error=artifacts.on_write_error)
 
 
 @functools.lru_cache(maxsize=1)
@@ -51,9 +54,13 @@ def _writer_class() -> type[SummaryWriter]:
         _filename_suffix: str
         _flushes = 0
 
+        def __init__(self, *args: Any, on_write_error: WriteErrorHandler | None = None, **kwargs: Any) -> None:
+            self.on_write_error = on_write_error  # before SummaryWriter.__init__, which opens the file
+            super().__init__(*args, **kwargs)
+
         def _get_file_writer(self) -> Any:
             if self.all_writers is None or self.file_writer is None:
-                self.file_writer = caller_file_writer(self.logdir, self._filename_suffix)
+                self.file_writer = caller_file_writer(self.logdir, self._filename_suffix, self.on_write_error)
                 self.all_writers = {self.file_writer.get_logdir(): self.file_writer}
             return self.file_writer
 
@@ -65,7 +72,7 @@ def _writer_class() -> type[SummaryWriter]:
             for tag in tag_scalar_dict:
                 run = os.path.join(str(logdir), main_tag, tag)  # where tensorboardX puts the sub-run
                 if run not in writers:
-                    writers[run] = caller_file_writer(run, self._filename_suffix)
+                    writers[run] = caller_file_writer(run, self._filename_suffix, self.on_write_error)
             super().add_scalars(main_tag, tag_scalar_dict, global_step, walltime)
 
         def flush(self) -> None:
@@ -156,7 +163,8 @@ class TensorBoardSink:
             hparams = dict(self.hparams)
             if self._first_lr is not None:
                 hparams.setdefault("lr", self._first_lr)
-            write_hparams(Path(self.writer.logdir) / HPARAMS_RUN, hparams, {FINAL_LOSS_TAG: self._last_loss})
+            write_hparams(Path(self.writer.logdir) / HPARAMS_RUN, hparams, {FINAL_LOSS_TAG: self._last_loss},
+                          on_error=getattr(self.writer, "on_write_error", None))
         self.writer.flush()
 
     # Every event is framed and checksummed, and with a plain tensorboardX writer also pickled
@@ -176,19 +184,21 @@ class TensorBoardSink:
                 file_writer.add_summary(Summary(value=values), global_step=step)
 
 
-def write_hparams(run: Path, hparams: Mapping[str, bool | str | float | int], metrics: Mapping[str, float]) -> None:
+def write_hparams(run: Path, hparams: Mapping[str, bool | str | float | int], metrics: Mapping[str, float],
+                  on_error: WriteErrorHandler | None = None) -> None:
     """The events ``SummaryWriter.add_hparams(hparams, metrics)`` writes into the sub-run ``run``,
     written here and now: ``add_hparams`` opens a whole ``SummaryWriter`` for them (a process
     queue and a writer thread, started and joined), which cost more than the rest of a training
     run's logging. The file is named apart from any already in ``run``: two runs in one second
-    would otherwise share tensorboardX's file name and the second would overwrite the first."""
+    would otherwise share tensorboardX's file name and the second would overwrite the first. A
+    file that cannot be written goes to ``on_error`` (see ``EventFile``)."""
     from tensorboardX.proto.event_pb2 import Event
     from tensorboardX.proto.summary_pb2 import Summary
     from tensorboardX.summary import hparams as hparams_summaries
 
     from pytest_modelviz.tensorboard.events import EventFile
 
-    events = EventFile(str(run))
+    events = EventFile(str(run), on_error=on_error)
     try:
         now = time.time()
         scalars = Summary(value=[Summary.Value(tag=tag, simple_value=float(v)) for tag, v in metrics.items()])

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 
 class EventFile:
-    """One event file in ``directory``, opened here and written by ``write``.
+    """One event file in ``directory``, opened here and written by ``write``; once closed,
+    ``write``, ``flush`` and ``close`` do nothing.
 
     A write that fails (a full disk) is handed to ``on_error`` with the file's path, once, and the
     file takes no more events: what it holds stays readable up to its last whole record. Without
@@ -41,7 +42,9 @@ class EventFile:
 
     def __init__(self, directory: str, suffix: str = "", on_error: WriteErrorHandler | None = None) -> None:
         from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.record_writer import masked_crc32c
 
+        self._crc = masked_crc32c  # tensorboardX's: native crc32c where that package is installed
         self._on_error = on_error
         self._lock = threading.Lock()  # a test may log from a data-loading or callback thread too
         now = time.time()
@@ -56,12 +59,9 @@ class EventFile:
         self.write(Event(wall_time=now, file_version="brain.Event:2"))
 
     def write(self, event: Event) -> None:
-        from tensorboardX.record_writer import masked_crc32c
-
         data = event.SerializeToString()
         header = struct.pack("<Q", len(data))
-        record = b"".join((header, struct.pack("<I", masked_crc32c(header)), data,
-                           struct.pack("<I", masked_crc32c(data))))
+        record = b"".join((header, struct.pack("<I", self._crc(header)), data, struct.pack("<I", self._crc(data))))
         with self._lock:
             if self._file is not None:
                 try:
@@ -116,7 +116,8 @@ def _create(path: str) -> tuple[str, IO[bytes]]:
 
 class CallerEventWriter:
     """What tensorboardX's ``EventFileWriter`` offers its ``FileWriter``, on an ``EventFile``:
-    events after ``close`` are dropped, as there; ``reopen`` starts a new file."""
+    events after ``close`` are dropped, as there (the closed ``EventFile`` drops them); ``reopen``
+    starts a new file."""
 
     def __init__(self, logdir: str, suffix: str = "", on_error: WriteErrorHandler | None = None) -> None:
         self._logdir = logdir
@@ -128,16 +129,13 @@ class CallerEventWriter:
         return self._logdir
 
     def add_event(self, event: Event) -> None:
-        if not self._file.closed:
-            self._file.write(event)
+        self._file.write(event)
 
     def flush(self) -> None:
-        if not self._file.closed:
-            self._file.flush()
+        self._file.flush()
 
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
+        self._file.close()
 
     def reopen(self) -> None:
         if self._file.closed:

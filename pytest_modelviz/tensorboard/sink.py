@@ -26,8 +26,8 @@ MAX_PENDING_EVENTS = 100
 def open_writer(artifacts: ArtifactDir) -> SummaryWriter:
     """A ``SummaryWriter`` logging into the test's TensorBoard run folder; an event file that
     cannot be written (a full disk) goes to ``artifacts.on_write_error``, as the test's other
-    files do, or raises where it has none."""
-    artifacts.tensorboard_dir.mkdir(parents=True, exist_ok=True)
+    files do, or raises where it has none. The run folder is made by the event file, under
+    that same rule."""
     return _writer_class()(logdir=str(artifacts.tensorboard_dir), flush_secs=5, max_queue=MAX_PENDING_EVENTS,
                            on_write_error=artifacts.on_write_error)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -12,3 +14,12 @@ def run_dir_of(pytester: pytest.Pytester, base: str = ".modelviz") -> Path:
     latest = pytester.path / base / "latest"
     assert latest.is_symlink(), f"no {base}/latest pointer in {pytester.path}"
     return latest.resolve()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """A PNG's pixels as an ``H x W x 3`` uint8 array."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as picture:
+        assert picture.format == "PNG"
+        return np.asarray(picture.convert("RGB"))

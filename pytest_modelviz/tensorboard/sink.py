@@ -137,8 +137,17 @@ class TensorBoardSink:
         self._pending[-1][1].extend(summary.value)
 
     def image_grid(self, step: int, tag: str, grid: torch.Tensor) -> None:
+        """The event ``add_image(tag, grid, step, dataformats="CHW")`` writes, from the PNG the
+        other sinks share (see ``pytest_modelviz.png``)."""
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        from pytest_modelviz.png import grid_png
+
+        png = grid_png(grid)
+        image = Summary.Image(height=png.height, width=png.width, colorspace=3, encoded_image_string=png.data)
         self._write_pending()
-        self.writer.add_image(tag, grid, global_step=step, dataformats="CHW")
+        self.writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]),
+                                                   global_step=step)
 
     def heatmap(self, step: int, tag: str, matrix: torch.Tensor) -> None:
         """TensorBoard has no heatmap panel; the parameter histograms carry the same weights."""

@@ -10,6 +10,7 @@ together every ``flush_secs`` and at ``close``.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import re
@@ -151,11 +152,20 @@ class VisdomSink:
         )
 
     def image_grid(self, step: int, tag: str, grid: torch.Tensor) -> None:
-        self.client.image(
-            grid.detach().cpu().float().clamp(0, 1).numpy(),
-            win=window_id("image", tag),
-            opts={"title": tag, "caption": f"{tag} (step {step})"},
-        )
+        """The window ``client.image`` draws, from the PNG the other sinks share (see
+        ``pytest_modelviz.png``): sent as the JSON ``image`` builds, through ``_send``, which
+        visdom's client documents for callers that build their own message."""
+        from pytest_modelviz.png import grid_png
+
+        png = grid_png(grid)
+        caption = f"{tag} (step {step})"
+        src = "data:image/png;base64," + base64.b64encode(png.data).decode("ascii")
+        self.client._send({
+            "data": [{"content": {"src": src, "caption": caption}, "type": "image"}],
+            "win": window_id("image", tag),
+            "eid": None,  # the client's env
+            "opts": {"title": tag, "caption": caption, "width": png.width, "height": png.height},
+        })
 
     def heatmap(self, step: int, tag: str, matrix: torch.Tensor) -> None:
         """Sent as given: visdom's client walks every value in Python, so pass a small matrix

@@ -10,9 +10,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing import event_accumulator as ea
 from tensorboardX import SummaryWriter
+from tensorboardX.summary import image as tensorboardx_image
 
 # The tiny models live with the training tests; this folder may be collected before theirs.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+from modelviz_testing import decode_png  # noqa: E402
 from train_models import SmallCNN, blobs, ce, images, mlp, sgd  # noqa: E402
 
 from pytest_modelviz import short_train  # noqa: E402
@@ -36,7 +38,8 @@ def test_sink_writes_scalars_histograms_images_text(tmp_path: Path) -> None:
     hist = Histogram(edges=[0.0, 1.0, 2.0], counts=[3.0, 1.0], min=0.1, max=1.9, num=4, sum=2.5,
                      sum_squares=4.0)
     sink.histogram(1, "params/w", hist)
-    sink.image_grid(0, "inputs/first_batch", torch.rand(3, 10, 12))
+    grid = torch.rand(3, 10, 12)
+    sink.image_grid(0, "inputs/first_batch", grid)
     sink.text("train/config", "steps: 2")
     sink.close()
     writer.close()
@@ -50,6 +53,9 @@ def test_sink_writes_scalars_histograms_images_text(tmp_path: Path) -> None:
     assert list(value.bucket) == [3.0, 1.0]
     [image] = acc.Images("inputs/first_batch")
     assert (image.step, image.width, image.height) == (0, 12, 10)
+    # The pixels tensorboardX's own add_image writes.
+    theirs = tensorboardx_image("inputs/first_batch", grid.numpy(), dataformats="CHW").value[0].image
+    assert np.array_equal(decode_png(image.encoded_image_string), decode_png(theirs.encoded_image_string))
     [text] = acc.Tensors("train/config/text_summary")
     assert text.tensor_proto.string_val == [b"steps: 2"]
 

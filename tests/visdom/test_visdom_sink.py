@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from modelviz_testing import decode_png  # noqa: E402
 from visdom_testing import *  # noqa: E402,F401,F403  (the test server and its fixtures)
 from visdom_testing import ReadWindow  # noqa: E402
 
@@ -114,13 +117,21 @@ def test_histogram_with_mismatched_edges_names_the_tag(sink: VisdomSink) -> None
 
 
 def test_image_grid_and_heatmap(sink: VisdomSink, read_window: ReadWindow, env: str) -> None:
-    grid = torch.zeros(3, 4, 6)
-    grid[0] = 1.0
+    grid = torch.rand(3, 4, 6, generator=torch.Generator().manual_seed(0))
+    grid[0, 0] = 1.0
     sink.image_grid(2, "inputs", grid)
     image = read_window(window_id("image", "inputs"), env)
-    assert image["type"] == "image"
-    assert image["content"]["src"].startswith("data:image/png;base64,")
-    assert (image["width"], image["height"]) == (6, 4)
+    # The window visdom's own client.image draws from the same picture.
+    sink.client.image(grid.numpy(), win="theirs", opts={"title": "inputs", "caption": "inputs (step 2)"})
+    theirs = read_window("theirs", env)
+    assert image["type"] == theirs["type"] == "image"
+    assert image["content"]["caption"] == theirs["content"]["caption"] == "inputs (step 2)"
+    assert (image["title"], image["width"], image["height"]) == ("inputs", 6, 4)
+    assert (theirs["title"], theirs["width"], theirs["height"]) == ("inputs", 6, 4)
+    prefix = "data:image/png;base64,"
+    assert image["content"]["src"].startswith(prefix) and theirs["content"]["src"].startswith(prefix)
+    ours, visdoms = (decode_png(base64.b64decode(w["content"]["src"][len(prefix):])) for w in (image, theirs))
+    assert np.array_equal(ours, visdoms)
 
     matrix = torch.arange(6, dtype=torch.float32).reshape(2, 3)
     sink.heatmap(2, "weights/fc", matrix)

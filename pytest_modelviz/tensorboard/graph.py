@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_modelviz.errors import RenderError
 from pytest_modelviz.graph.model import ArchitectureGraph, Node, ParamSpec
 
 if TYPE_CHECKING:
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-/>]")
 # The GraphDef version TensorBoard's graph plugin expects (as tensorboardX writes it).
 GRAPH_PRODUCER = 22
-EVENT_FILE_VERSION = "brain.Event:2"
+GRAPH_FILE_SUFFIX = ".modelviz-graph"
 
 _IO_OPS = {"input": "Input", "output": "Output"}
 
@@ -99,34 +98,18 @@ def _param_text(param: ParamSpec) -> str:
 def write_graph_event(graph_def: GraphDef, logdir: Path) -> Path:
     """Write ``graph_def`` as a graph event into a new event file in ``logdir``; return the file.
 
-    Each graph gets a file of its own, named so it never overwrites another: tensorboardX's
-    writers name files by the second and host only, and a test may draw several models, or have
-    a ``SummaryWriter`` open on the same run. TensorBoard reads every event file of a run.
+    Each graph gets a file of its own, ``events.out.tfevents.<seconds>.<host>.modelviz-graph``
+    (``.1``, ``.2``, ... after it when that name is taken), never written over another: a test
+    may draw several models, or have a ``SummaryWriter`` open on the same run. TensorBoard reads
+    every event file of a run. A file that cannot be written raises ``OSError`` naming it.
     """
     from tensorboardX.proto.event_pb2 import Event
-    from tensorboardX.record_writer import RecordWriter
 
-    logdir.mkdir(parents=True, exist_ok=True)
-    path = _new_event_file(logdir)
-    now = time.time()
-    writer = RecordWriter(str(path))
+    from pytest_modelviz.tensorboard.events import EventFile
+
+    events = EventFile(str(logdir), suffix=GRAPH_FILE_SUFFIX)
     try:
-        writer.write(Event(wall_time=now, file_version=EVENT_FILE_VERSION).SerializeToString())
-        writer.write(Event(wall_time=now, graph_def=graph_def.SerializeToString()).SerializeToString())
-        writer.flush()
+        events.write(Event(wall_time=time.time(), graph_def=graph_def.SerializeToString()))
     finally:
-        writer.close()
-    return path
-
-
-def _new_event_file(logdir: Path) -> Path:
-    """Reserve ``events.out.tfevents.<seconds>.modelviz-graph-<k>`` (``k`` the first free number)."""
-    stem = f"events.out.tfevents.{int(time.time())}.modelviz-graph"
-    for k in range(1, 10_000):
-        path = logdir / f"{stem}-{k}"
-        try:
-            path.touch(exist_ok=False)
-            return path
-        except FileExistsError:
-            continue
-    raise RenderError(f"too many graph event files in {logdir}")
+        events.close()
+    return Path(events.path)

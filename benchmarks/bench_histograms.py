@@ -9,7 +9,9 @@ one's median time and spread and the median (and spread) of the per-round speed-
 this process, on the wall clock and on the process's CPU clock. ``--load N`` starts N busy
 processes for the whole measurement (and stops them after), to show what a loaded CI machine
 does to each. Both write through tensorboardX, whose record checksums are pure Python unless the
-``crc32c`` package is installed; the script says which. It also prints how fast numpy sorts
+``crc32c`` package is installed; the script says which. Each round logs through a writer of its
+own and closes it inside the timing, so each variant is timed until its events are on disk, and
+numpy's BLAS runs on one thread (see ``OPENBLAS_NUM_THREADS`` below). It also prints how fast numpy sorts
 here: ``add_histogram`` bins by sorting, so its time, and the speed-up, vary with the CPU.
 
 Goal: >= 5x faster than ``add_histogram`` at every thread count and load.
@@ -28,26 +30,35 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-import torch
-from tensorboardX import SummaryWriter
-from torchvision.models import resnet50
+# numpy's OpenBLAS threads spin for a while after each BLAS call (add_histogram's sum of
+# squares): on a small machine they take a core from whatever runs next, so the histograms
+# timed after add_histogram were billed its spinning (on the CPU clock, up to twice their own
+# time) and add_histogram itself ran slower. One BLAS thread, before numpy is first imported,
+# makes both variants run alone. Set OPENBLAS_NUM_THREADS to measure otherwise.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from pytest_modelviz.params.histograms import device_histograms
-from pytest_modelviz.tensorboard.sink import TensorBoardSink
+import torch  # noqa: E402
+from tensorboardX import SummaryWriter  # noqa: E402
+from torchvision.models import resnet50  # noqa: E402
+
+from pytest_modelviz.params.histograms import device_histograms  # noqa: E402
+from pytest_modelviz.tensorboard.sink import TensorBoardSink  # noqa: E402
 
 GOAL = 5.0
 
 
-def ours(named: list[tuple[str, torch.Tensor]], sink: TensorBoardSink, step: int) -> None:
+def ours(named: list[tuple[str, torch.Tensor]], writer: SummaryWriter, step: int) -> None:
+    sink = TensorBoardSink(writer)
     for (name, _), hist in zip(named, device_histograms([p for _, p in named]), strict=True):
         sink.histogram(step, f"params/{name}", hist)
-    sink.close()  # writes the step's histograms (one event) and flushes
+    sink.close()  # hands the step's histograms (one event) to the writer
+    writer.close()  # every event written: its thread has drained its queue
 
 
 def theirs(named: list[tuple[str, torch.Tensor]], writer: SummaryWriter, step: int) -> None:
     for name, p in named:
         writer.add_histogram(f"params/{name}", p, global_step=step)
-    writer.flush()
+    writer.close()
 
 
 @contextlib.contextmanager
@@ -65,21 +76,22 @@ def busy_processes(n: int) -> Iterator[None]:
 def measure(
     named: list[tuple[str, torch.Tensor]], tmp: str, rounds: int, threads: int
 ) -> dict[str, dict[str, list[float]]]:
+    """Each round logs one step through a writer of its own, opened before the clocks start and
+    closed before they stop: tensorboardX's ``flush()`` does not wait for its writer thread, which
+    would otherwise still be writing one variant's events while the other is timed (on the CPU
+    clock, most of ``add_histogram``'s last events were billed to the histograms timed after it)."""
     torch.set_num_threads(threads)
-    sink = TensorBoardSink(SummaryWriter(logdir=f"{tmp}/ours-{threads}"))
-    writer = SummaryWriter(logdir=f"{tmp}/theirs-{threads}")
-    ours(named, sink, 0)  # warm up
-    theirs(named, writer, 0)
-    variants = [("ours", lambda step: ours(named, sink, step)), ("theirs", lambda step: theirs(named, writer, step))]
+    variants = {"ours": ours, "theirs": theirs}
+    for name, run in variants.items():  # warm up
+        run(named, SummaryWriter(logdir=f"{tmp}/{name}-{threads}-0"), 0)
     clocks: dict[str, dict[str, list[float]]] = {"wall": {"ours": [], "theirs": []}, "CPU": {"ours": [], "theirs": []}}
     for step in range(1, rounds + 1):
-        for name, run in variants if step % 2 else variants[::-1]:
+        for name in list(variants) if step % 2 else list(variants)[::-1]:
+            writer = SummaryWriter(logdir=f"{tmp}/{name}-{threads}-{step}")
             start, cpu_start = time.perf_counter(), time.process_time()
-            run(step)
+            variants[name](named, writer, step)
             clocks["wall"][name].append(time.perf_counter() - start)
             clocks["CPU"][name].append(time.process_time() - cpu_start)
-    sink.writer.close()
-    writer.close()
     return clocks
 
 
@@ -121,7 +133,8 @@ def main() -> None:
     crc = "native crc32c" if importlib.util.find_spec("crc32c") else "pure-Python crc32c"
     print(f"resnet50: {len(named)} tensors, {total / 1e6:.1f}M values, device {args.device}, {args.rounds} rounds, "
           f"tensorboardX with {crc}; {args.load} extra busy process(es); load average {os.getloadavg()[0]:.1f}")
-    print(f"  {numpy_sort_speed()} (add_histogram's baseline)")
+    print(f"  {numpy_sort_speed()} (add_histogram's baseline); "
+          f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
     with tempfile.TemporaryDirectory() as tmp, busy_processes(args.load):
         for threads in (int(t) or default_threads for t in args.threads.split(",")):
             print(f"  {threads} thread(s)")

@@ -26,7 +26,7 @@ class Png:
     width: int
 
 
-_last: tuple[bytes, Png] | None = None  # the pixels last encoded and their PNG
+_last: tuple[tuple[int, ...], bytes, Png] | None = None  # the shape and pixels last encoded, and their PNG
 
 
 def grid_png(grid: torch.Tensor) -> Png:
@@ -44,13 +44,13 @@ def grid_png(grid: torch.Tensor) -> Png:
     if pixels.dtype != torch.uint8:
         pixels = pixels.float().mul(255).clamp_(0, 255).to(torch.uint8)
     pixels = pixels.expand(3, -1, -1).permute(1, 2, 0).contiguous()
-    raw = pixels.numpy().tobytes()
+    shape, raw = tuple(pixels.shape), pixels.numpy().tobytes()
     last = _last
-    if last is not None and last[0] == raw:
-        return last[1]
+    if last is not None and last[0] == shape and last[1] == raw:  # the same bytes in another shape differ
+        return last[2]
     buffer = io.BytesIO()
     Image.fromarray(pixels.numpy()).save(buffer, format="PNG", compress_level=COMPRESS_LEVEL)
     png = Png(data=buffer.getvalue(), height=int(grid.shape[1]), width=int(grid.shape[2]))
-    _last = (raw, png)
+    _last = (shape, raw, png)
     return png
 

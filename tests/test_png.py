@@ -37,6 +37,10 @@ def test_the_same_pixels_are_encoded_once_and_others_anew() -> None:
     changed = grid_png(grid)
     assert changed is not first
     assert np.array_equal(decode_png(changed.data)[0, 0], (grid[:, 0, 0] * 255).to(torch.uint8).numpy())
+    # The same bytes in another shape are another picture.
+    wide, tall = grid_png(torch.zeros(3, 4, 6)), grid_png(torch.zeros(3, 6, 4))
+    assert (wide.height, wide.width, tall.height, tall.width) == (4, 6, 6, 4)
+    assert decode_png(tall.data).shape == (6, 4, 3)
 
 
 @pytest.mark.parametrize("shape", [(4, 5, 5), (5, 5), (1, 3, 5, 5)])

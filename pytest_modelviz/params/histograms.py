@@ -19,9 +19,11 @@ if TYPE_CHECKING:
 
 DEFAULT_BINS = 64
 _MOMENTS = 4  # min, max, sum, sum of squares
-# Values binned at a time on the CPU: small enough that a chunk's scratch copies stay in the L2
-# cache between the passes over them, large enough that the per-call overhead stays small.
-_CHUNK = 1 << 17
+# Values binned at a time on the CPU: small enough that a chunk's scratch copies (4 + 2 bytes a
+# value) stay in the last-level cache between the passes over them, large enough that the per-op
+# overhead (eight ops a chunk) stays small. Measured on resnet50's parameters on a 2-core EPYC
+# (512 KiB L2, 32 MiB L3): 2^16 95 ms, 2^17 75 ms, 2^18 66 ms, 2^19 66 ms, 2^20 68 ms.
+_CHUNK = 1 << 18
 # CPU tensors up to this many values are binned together, one ``bincount`` for all of them: a
 # model's many biases and norm weights would otherwise cost more in per-call overhead than in work.
 _BATCHED = 1 << 14

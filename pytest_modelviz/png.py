@@ -50,7 +50,6 @@ def grid_png(grid: torch.Tensor) -> Png:
         return last[2]
     buffer = io.BytesIO()
     Image.fromarray(pixels.numpy()).save(buffer, format="PNG", compress_level=COMPRESS_LEVEL)
-    png = Png(data=buffer.getvalue(), height=int(grid.shape[1]), width=int(grid.shape[2]))
+    png = Png(data=buffer.getvalue(), height=shape[0], width=shape[1])
     _last = (shape, raw, png)
     return png
-
